@@ -1,0 +1,186 @@
+"""The DICOM ZIP writer: zipstream-ng entries fed part by part, no I/O of its own.
+
+Entry encoding (chosen so that streaming readers can read the ZIP front to back):
+
+1. An entry whose size is known and at most ``hold_limit`` (a CT slice, an SR) is held in memory
+   until complete, then written STORED with its CRC-32 and sizes in the local header and no data
+   descriptor. Java's ``ZipInputStream`` refuses STORED entries that use a data descriptor, and
+   zipstream-ng always writes one, so :class:`_DicomZipStream` adds this one entry kind.
+2. A larger entry (a 100 MiB multi-frame) is streamed as it arrives: DEFLATE at level 0 (stored
+   blocks inside a deflate stream; every reader accepts a data descriptor on DEFLATE entries),
+   ZIP64 decided per entry from its announced size (zipstream-ng). An entry of unknown size is
+   held up to ``hold_limit`` and then switches to streaming.
+
+The caller gets back the bytes to send after each call and awaits its own ``write()``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Generator, Iterator
+from typing import Any, Final
+
+from zipstream import ZIP_DEFLATED, ZIP_STORED, ZipStream
+from zipstream.ng import ZipStreamInfo
+
+# zipstream-ng 1.9.3 keeps this flag private; it is ZIP APPNOTE 4.4.4 bit 3.
+_FLAG_DATA_DESCRIPTOR: Final = 1 << 3
+
+Buffer = bytes | memoryview
+
+
+class _ExactStoredInfo(ZipStreamInfo):  # type: ignore[misc]
+    """A STORED entry whose CRC and sizes go in the local header (no data descriptor)."""
+
+    def _file_data(
+        self, iterable: list[Buffer] | None = None, force_zip64: bool = False
+    ) -> Iterator[Buffer]:
+        self.flag_bits &= ~_FLAG_DATA_DESCRIPTOR
+        yield self.FileHeader(zip64=False)
+        yield from iterable or ()
+
+
+class _DicomZipStream(ZipStream):  # type: ignore[misc]
+    """zipstream-ng plus exact-header STORED entries (pinned to zipstream-ng 1.9.3)."""
+
+    def add_exact(self, chunks: list[Buffer], arcname: str, crc: int, size: int) -> None:
+        self._enqueue(arcname=arcname, size=size, exact=(chunks, crc, size))
+
+    def _gen_file_entry(self, *, exact: Any = None, **kwargs: Any) -> Iterator[Buffer]:
+        if exact is None:
+            yield from super()._gen_file_entry(**kwargs)
+            return
+        chunks, crc, size = exact
+        zinfo = _ExactStoredInfo(kwargs["arcname"])
+        zinfo.external_attr = 0o644 << 16
+        zinfo.compress_type = ZIP_STORED
+        zinfo._compresslevel = None
+        zinfo.CRC = crc
+        zinfo.file_size = zinfo.compress_size = size
+        zinfo.header_offset = self._pos
+        for piece in zinfo._file_data(chunks):
+            yield self._track(piece)
+        self._filelist.append(zinfo)
+
+
+class _Feed:
+    """The iterable zipstream-ng pulls a streamed entry from; yields b"" when starved."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[Buffer] = deque()
+        self.closed = False
+
+    def __iter__(self) -> Iterator[Buffer]:
+        while True:
+            while self.chunks:
+                yield self.chunks.popleft()
+            if self.closed:
+                return
+            yield b""
+
+
+class ArchiveWriter:
+    """Feed entries in order; every method returns the ZIP bytes that are ready to send."""
+
+    def __init__(self, *, hold_limit: int = 8 * 1024 * 1024, deflate_level: int = 0) -> None:
+        self._zs = _DicomZipStream(compress_type=ZIP_STORED)
+        self._hold_limit = hold_limit
+        self._deflate_level = deflate_level
+        self._name: str | None = None
+        self._size: int | None = None
+        self._held: list[Buffer] | None = None
+        self._held_bytes = 0
+        self._crc = 0
+        self._feed: _Feed | None = None
+        self._gen: Generator[Buffer, None, bool] | None = None
+        self.entries = 0
+
+    @property
+    def bytes_written(self) -> int:
+        return int(self._zs._pos)
+
+    @property
+    def streaming(self) -> bool:
+        """True while the open entry is streamed (its chunks cost deflate work)."""
+        return self._feed is not None
+
+    def add(self, name: str, data: bytes) -> list[Buffer]:
+        """A whole small entry (README.TXT, DICOMDIR, MANIFEST.CSV)."""
+        if len(data) > self._hold_limit:
+            self.open(name, len(data))
+            out = self.write(data)
+            out += self.close()
+            return out
+        self._zs.add_exact([data], name, zlib.crc32(data), len(data))
+        self.entries += 1
+        return list(self._zs.file())
+
+    def open(self, name: str, size: int | None) -> None:
+        assert self._name is None, "an entry is already open"
+        self._name, self._size = name, size
+        if size is not None and size > self._hold_limit:
+            self._start_streaming()
+        else:
+            self._held, self._held_bytes, self._crc = [], 0, 0
+
+    def write(self, chunk: Buffer) -> list[Buffer]:
+        if self._held is not None:
+            self._held.append(chunk)
+            self._held_bytes += len(chunk)
+            self._crc = zlib.crc32(chunk, self._crc)
+            if self._held_bytes <= self._hold_limit:
+                return []
+            held, self._held = self._held, None
+            self._start_streaming()
+            assert self._feed is not None
+            self._feed.chunks.extend(held)
+            return self._drain()
+        assert self._feed is not None, "no entry is open"
+        self._feed.chunks.append(chunk)
+        return self._drain()
+
+    def close(self) -> list[Buffer]:
+        assert self._name is not None, "no entry is open"
+        name, self._name = self._name, None
+        self.entries += 1
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._zs.add_exact(held, name, self._crc, self._held_bytes)
+            return list(self._zs.file())
+        assert self._feed is not None
+        self._feed.closed = True
+        out = self._drain()
+        self._feed = self._gen = None
+        return out
+
+    def finish(self, comment: str = "") -> list[Buffer]:
+        """The central directory (and ZIP64 end records when needed)."""
+        assert self._name is None, "an entry is still open"
+        self._zs.comment = comment.encode("ascii", "replace")[:65535]
+        return list(self._zs.footer())
+
+    def _start_streaming(self) -> None:
+        assert self._name is not None
+        self._feed = _Feed()
+        # The announced size lets zipstream-ng decide ZIP64 for this entry alone; unknown → ZIP64.
+        self._zs.add(
+            self._feed,
+            self._name,
+            size=self._size,
+            compress_type=ZIP_DEFLATED,
+            compress_level=self._deflate_level,
+        )
+        self._gen = self._zs.file()
+
+    def _drain(self) -> list[Buffer]:
+        """Run zipstream-ng until it has consumed every queued chunk (or the entry ended)."""
+        assert self._gen is not None and self._feed is not None
+        out: list[Buffer] = []
+        gen, feed = self._gen, self._feed
+        for piece in gen:
+            if piece:
+                out.append(piece)
+            elif not feed.chunks and not feed.closed:
+                break  # starved: wait for the next network chunk
+        return out
