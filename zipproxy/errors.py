@@ -11,7 +11,8 @@ Library errors (aiohttp, pydicom, zipstream-ng) are translated into these at one
     ├── UpstreamError                -- the upstream failed before the first ZIP byte
     │   ├── UpstreamUnreachable      -- 502 (refused, DNS, reset before the status line)
     │   ├── UpstreamTimeout          -- 504 (connect or first-byte timeout)
-    │   └── UpstreamStatus           -- the upstream's own 4xx/5xx, passed through with its status
+    │   ├── UpstreamStatus           -- the upstream's own 4xx/5xx, passed through with its status
+    │   └── NoInstances              -- 404: a well-formed multipart body with zero parts
     └── StreamError                  -- the retrieved body is wrong; after the first ZIP byte this
         │                               aborts the client connection (never a complete-looking ZIP)
         ├── MultipartError           -- not multipart, missing boundary, truncated, malformed part
@@ -79,6 +80,10 @@ class UpstreamStatus(UpstreamError):
         self.status = status
         self.headers = headers or {}
         self.body = body
+
+
+class NoInstances(UpstreamError):
+    status = 404
 
 
 class StreamError(ZipProxyError):

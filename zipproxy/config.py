@@ -1,0 +1,188 @@
+"""Settings: one table drives the CLI flags, the environment variables and the README table.
+
+Every setting is a flag ``--name`` and an environment variable ``ZIPPROXY_NAME``; a flag wins over
+the environment, the environment over the default. A bad value fails at start-up with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from yarl import URL
+
+
+def _url(value: str) -> URL:
+    url = URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"expected an http(s) URL with a host, got {value!r}")
+    if url.user or url.password:
+        raise ValueError("put upstream credentials in --upstream-auth, not in the URL")
+    if url.query_string or url.fragment:
+        raise ValueError("the upstream URL takes no query or fragment")
+    return url.with_path(url.path.rstrip("/"))
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return port
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be a positive integer, got {number}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be a positive number of seconds, got {value}")
+    return number
+
+
+def _size(value: str) -> int:
+    """Bytes, with an optional K/M/G suffix (powers of 1024)."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    number = int(text[:-1] if scale > 1 else text) * scale
+    if number < 1:
+        raise ValueError(f"must be a positive size, got {value}")
+    return number
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _level(value: str) -> int:
+    level = int(value)
+    if not 0 <= level <= 9:
+        raise ValueError(f"deflate level must be 0..9, got {level}")
+    return level
+
+
+def _auth(value: str) -> str:
+    if value and ":" not in value:
+        raise ValueError("expected user:password")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute name; flag --name-with-dashes; env ZIPPROXY_NAME
+    parse: Callable[[str], Any]
+    default: str | None  # None = required
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "ZIPPROXY_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("upstream", _url, None, "DICOMweb origin: scheme, host, port, optional base path"),
+    Option("host", str, "127.0.0.1", "address to listen on"),
+    Option("port", _port, "8080", "port to listen on"),
+    Option("workers", _positive_int, "1", "processes sharing the port (SO_REUSEPORT)"),
+    Option("prefer_zip_on_tie", _bool, "false",
+           "when application/zip and another type have the same q, answer a ZIP"),
+    Option("max_streams", _positive_int, "32",
+           "concurrent ZIP streams per worker; beyond it 503 with Retry-After"),
+    Option("header_limit", _size, "4M",
+           "bytes of an instance buffered to parse its header; larger headers abort the ZIP"),
+    Option("hold_limit", _size, "8M",
+           "instances up to this size are held whole and STORED; larger ones stream as deflate-0"),
+    Option("deflate_level", _level, "0", "deflate level for streamed (large) entries"),
+    Option("connect_timeout", _seconds, "10", "seconds to connect to the upstream"),
+    Option("read_timeout", _seconds, "60",
+           "idle seconds: upstream headers or the next body bytes; also for client writes"),
+    Option("shutdown_grace", _seconds, "30",
+           "on SIGTERM, seconds in-flight ZIPs may take before they are aborted"),
+    Option("upstream_auth", _auth, "", "user:password the proxy sends upstream when the client "
+           "sends no Authorization (signed links)"),
+    Option("log_format", _choice("json", "text"), "json", "log line format"),
+    Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    upstream: URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    prefer_zip_on_tie: bool = False
+    max_streams: int = 32
+    header_limit: int = 4 << 20
+    hold_limit: int = 8 << 20
+    deflate_level: int = 0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    shutdown_grace: float = 30.0
+    upstream_auth: str = ""
+    log_format: str = "json"
+    log_level: str = "info"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message is one line naming the flag and the variable."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zipproxy",
+        description="Serve DICOM ZIPs (application/zip, after DICOM Sup 211) in front of a "
+        "DICOMweb server; pass every other request through.",
+    )
+    for opt in OPTIONS:
+        default = "required" if opt.default is None else opt.default or '""'
+        parser.add_argument(opt.flag, dest=opt.name, metavar=opt.name.split("_")[-1].upper(),
+                            help=f"{opt.help} (env {opt.env}; default {default})")
+    return parser
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then environment, then defaults."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = getattr(args, opt.name)
+        source = opt.flag
+        if raw is None and opt.env in env:
+            raw, source = env[opt.env], opt.env
+        if raw is None:
+            if opt.default is None:
+                raise ConfigError(f"{opt.flag} (or {opt.env}) is required")
+            raw, source = opt.default, "default"
+        try:
+            values[opt.name] = opt.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"bad value for {opt.flag} / {opt.env} ({source}): {exc}") from exc
+    assert {f.name for f in fields(Settings)} == set(values)
+    return Settings(**values)

@@ -1,0 +1,132 @@
+"""The upstream client: one aiohttp ``ClientSession``, requests only to the configured origin.
+
+aiohttp's client errors are translated here, at one boundary, into :mod:`zipproxy.errors`.
+The incoming ``Host`` never chooses the destination: every URL is the configured origin plus the
+request's raw path, so zipproxy cannot be used as an open proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Final
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from .errors import (
+    UpstreamBodyError,
+    UpstreamStatus,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+# RFC 9110 7.6.1: connection-specific fields are not forwarded.
+HOP_BY_HOP: Final = frozenset(
+    h.lower()
+    for h in (
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+    )
+)
+ERROR_BODY_LIMIT: Final = 64 * 1024
+
+
+def end_to_end(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()
+) -> CIMultiDict[str]:
+    """Copy headers minus hop-by-hop ones, those named by Connection, and ``drop``."""
+    connection = {
+        token.strip().lower()
+        for value in headers.getall("Connection", [])
+        for token in value.split(",")
+    }
+    skip = HOP_BY_HOP | connection | {d.lower() for d in drop}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in skip:
+            out.add(name, value)
+    return out
+
+
+def session_timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    """Idle timeouts, never totals: a slow but steady upstream must succeed."""
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=read)
+
+
+def make_session(connect: float, read: float) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        timeout=session_timeout(connect, read),
+        auto_decompress=False,  # pass bodies through byte for byte
+        cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the client, not to the proxy
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+        read_bufsize=1 << 20,
+    )
+
+
+class Upstream:
+    """The configured origin."""
+
+    def __init__(self, session: aiohttp.ClientSession, origin: URL) -> None:
+        self.session = session
+        self.origin = origin
+
+    def url(self, raw_path: str, raw_query: str = "") -> URL:
+        """Origin + base path + the request's raw (still percent-encoded) path and query."""
+        base = self.origin.raw_path.rstrip("/")
+        target = base + raw_path + ("?" + raw_query if raw_query else "")
+        return URL(str(self.origin.origin()) + target, encoded=True)
+
+    async def open(
+        self,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        data: aiohttp.StreamReader | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send the request and return once the status line and headers arrived."""
+        try:
+            return await self.session.request(
+                method, url, headers=headers, data=data, allow_redirects=False,
+                compress=None, chunked=None,
+            )
+        except TimeoutError as exc:  # includes aiohttp's connect/read timeout errors
+            reason = f"upstream did not answer in time ({type(exc).__name__})"
+            raise UpstreamTimeout(reason) from exc
+        except aiohttp.ClientConnectorError as exc:
+            reason = f"upstream unreachable: {exc.os_error.strerror or exc}"
+            raise UpstreamUnreachable(reason) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            reason = f"upstream failed before answering: {type(exc).__name__}"
+            raise UpstreamUnreachable(reason) from exc
+
+    async def error_from(self, resp: aiohttp.ClientResponse) -> UpstreamStatus:
+        """An upstream error status, its WWW-Authenticate and a bounded copy of its body."""
+        keep = ("WWW-Authenticate", "Content-Type", "Retry-After")
+        headers = {h: resp.headers[h] for h in keep if h in resp.headers}
+        try:
+            body = await asyncio.wait_for(resp.content.read(ERROR_BODY_LIMIT), timeout=5)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            body = b""
+        finally:
+            resp.close()
+        reason = f"upstream answered {resp.status} {resp.reason or ''}".strip()
+        return UpstreamStatus(resp.status, reason, headers, body)
+
+
+async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The response body as the network delivers it; failures become UpstreamBodyError."""
+    content = resp.content
+    try:
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                return
+            yield chunk
+    except TimeoutError as exc:
+        raise UpstreamBodyError("upstream stalled longer than the read timeout") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        reason = f"upstream connection failed mid-body ({type(exc).__name__})"
+        raise UpstreamBodyError(reason) from exc
