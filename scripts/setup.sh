@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what zipproxy needs on Debian 12: system packages (only those missing), then a venv.
+#   scripts/setup.sh          runtime + demo (Orthanc and its DICOMweb plugin)
+#   scripts/setup.sh --test   also the test clients (dcmtk, dicom3tools, 7zip, bsdtar, unzip,
+#                             Java, Chromium) and the Python test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+pkgs=(orthanc orthanc-dicomweb python3-venv python3-pip curl ca-certificates)
+[ $want_test = 1 ] && pkgs+=(dcmtk dicom3tools 7zip libarchive-tools unzip default-jdk-headless chromium)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ $want_test = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test]'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
