@@ -1,0 +1,30 @@
+"""Real-parts helpers for tests, demos and benchmarks.
+
+- :mod:`zipproxy.demo.samples` -- deterministic sample studies written with pydicom.
+- :mod:`zipproxy.demo.orthanc` -- start/stop a private Orthanc (DICOMweb plugin) by hand.
+- :mod:`zipproxy.demo.load` -- load instances into a DICOMweb server with STOW-RS.
+"""
+
+from __future__ import annotations
+
+from zipproxy.demo.load import stow
+from zipproxy.demo.orthanc import Orthanc, OrthancError, SampleUpstream
+from zipproxy.demo.samples import (
+    SampleInstance,
+    StudyInfo,
+    make_bulk_study,
+    make_samples,
+    make_study,
+)
+
+__all__ = [
+    "Orthanc",
+    "OrthancError",
+    "SampleInstance",
+    "SampleUpstream",
+    "StudyInfo",
+    "make_bulk_study",
+    "make_samples",
+    "make_study",
+    "stow",
+]
