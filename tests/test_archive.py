@@ -45,8 +45,9 @@ def local_headers(blob: bytes) -> dict[str, tuple[int, int]]:
 
 def test_small_entries_are_stored_without_data_descriptor() -> None:
     data = os.urandom(5000)
-    blob = produce([("DICOM/0/1", data, True), ("DICOM/0/2", data, False)],
-                   hold_limit=10_000, chunk=777)
+    blob = produce(
+        [("DICOM/0/1", data, True), ("DICOM/0/2", data, False)], hold_limit=10_000, chunk=777
+    )
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         assert zf.testzip() is None
         assert zf.read("DICOM/0/1") == data == zf.read("DICOM/0/2")
@@ -58,8 +59,11 @@ def test_small_entries_are_stored_without_data_descriptor() -> None:
 
 def test_large_entries_stream_as_deflate_level_0() -> None:
     data = os.urandom(50_000)
-    blob = produce([("BIG1", data, True), ("BIG2", data, False), ("SMALL", b"x", True)],
-                   hold_limit=10_000, chunk=4096)
+    blob = produce(
+        [("BIG1", data, True), ("BIG2", data, False), ("SMALL", b"x", True)],
+        hold_limit=10_000,
+        chunk=4096,
+    )
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         assert zf.testzip() is None
         assert zf.read("BIG1") == data == zf.read("BIG2")
@@ -73,8 +77,12 @@ def test_large_entries_stream_as_deflate_level_0() -> None:
 
 
 @settings(max_examples=60)
-@given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
-       hold=st.integers(1, 2000), chunk=st.integers(1, 1500), announce=st.booleans())
+@given(
+    sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
+    hold=st.integers(1, 2000),
+    chunk=st.integers(1, 1500),
+    announce=st.booleans(),
+)
 def test_any_mix_reads_back(sizes: list[int], hold: int, chunk: int, announce: bool) -> None:
     entries = [(f"E{i}", os.urandom(n), announce) for i, n in enumerate(sizes)]
     blob = produce(entries, hold_limit=hold, chunk=chunk)

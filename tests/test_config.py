@@ -8,15 +8,20 @@ from zipproxy.config import OPTIONS, ConfigError, Settings, build_parser, load
 
 
 def test_the_documented_command_line() -> None:
-    s = load(["--upstream", "http://127.0.0.1:8042", "--host", "127.0.0.1", "--port", "8080"],
-             env={})
+    s = load(
+        ["--upstream", "http://127.0.0.1:8042", "--host", "127.0.0.1", "--port", "8080"], env={}
+    )
     assert str(s.upstream) == "http://127.0.0.1:8042"
     assert (s.host, s.port) == ("127.0.0.1", 8080)
 
 
 def test_environment_and_precedence() -> None:
-    env = {"ZIPPROXY_UPSTREAM": "http://pacs:8080/dcm4chee-arc/aets/DCM4CHEE/rs/",
-           "ZIPPROXY_PORT": "9000", "ZIPPROXY_HEADER_LIMIT": "2M", "ZIPPROXY_PREFER_ZIP_ON_TIE": "yes"}
+    env = {
+        "ZIPPROXY_UPSTREAM": "http://pacs:8080/dcm4chee-arc/aets/DCM4CHEE/rs/",
+        "ZIPPROXY_PORT": "9000",
+        "ZIPPROXY_HEADER_LIMIT": "2M",
+        "ZIPPROXY_PREFER_ZIP_ON_TIE": "yes",
+    }
     s = load([], env=env)
     assert s.upstream.path == "/dcm4chee-arc/aets/DCM4CHEE/rs"
     assert s.port == 9000 and s.header_limit == 2 << 20 and s.prefer_zip_on_tie

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,8 +20,14 @@ from zipproxy.multipart import (
 BOUNDARY = "b0undary-XyZ"
 
 
-def build(parts: list[bytes], *, lengths: bool = True, preamble: bytes = b"",
-          epilogue: bytes = b"", padding: bytes = b"") -> bytes:
+def build(
+    parts: list[bytes],
+    *,
+    lengths: bool = True,
+    preamble: bytes = b"",
+    epilogue: bytes = b"",
+    padding: bytes = b"",
+) -> bytes:
     out = [preamble + (b"\r\n" if preamble else b"")]
     for body in parts:
         out.append(b"--" + BOUNDARY.encode() + padding + b"\r\n")
@@ -34,7 +42,7 @@ def build(parts: list[bytes], *, lengths: bool = True, preamble: bytes = b"",
 
 def split(body: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(body) + 1) for c in cuts} | {0, len(body)})
-    return [body[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [body[a:b] for a, b in itertools.pairwise(points)]
 
 
 def run(chunks: list[bytes]) -> tuple[list[bytes], list[dict[str, str]]]:
@@ -68,11 +76,16 @@ part_bytes = st.lists(
 
 
 @settings(max_examples=400)
-@given(parts=st.lists(part_bytes, max_size=5), cuts=st.lists(st.integers(0, 10_000), max_size=8),
-       lengths=st.booleans(), preamble=st.sampled_from([b"", b"preamble text"]),
-       padding=st.sampled_from([b"", b"  \t"]))
-def test_any_chunking_gives_the_same_parts(parts: list[bytes], cuts: list[int], lengths: bool,
-                                           preamble: bytes, padding: bytes) -> None:
+@given(
+    parts=st.lists(part_bytes, max_size=5),
+    cuts=st.lists(st.integers(0, 10_000), max_size=8),
+    lengths=st.booleans(),
+    preamble=st.sampled_from([b"", b"preamble text"]),
+    padding=st.sampled_from([b"", b"  \t"]),
+)
+def test_any_chunking_gives_the_same_parts(
+    parts: list[bytes], cuts: list[int], lengths: bool, preamble: bytes, padding: bytes
+) -> None:
     if not lengths:  # without a length a body must not contain the delimiter itself
         delimiter = b"\r\n--" + BOUNDARY.encode()
         parts = [p.replace(delimiter, b"").replace(b"\r", b"") for p in parts]
@@ -130,7 +143,12 @@ def test_boundary_from_content_type(value: str, boundary: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, "application/json", "multipart/related; type=application/dicom", "multipart/related; boundary="],
+    [
+        None,
+        "application/json",
+        "multipart/related; type=application/dicom",
+        "multipart/related; boundary=",
+    ],
 )
 def test_bad_content_types(value: str | None) -> None:
     with pytest.raises(MultipartError):

@@ -18,7 +18,8 @@ Library errors (aiohttp, pydicom, zipstream-ng) are translated into these at one
         ├── MultipartError           -- not multipart, missing boundary, truncated, malformed part
         ├── UpstreamBodyError        -- connection closed, reset or idle timeout mid-body
         ├── InstanceError            -- a part that is not a DICOM Part-10 instance, header too big
-        └── DuplicateInstance        -- two parts with the same SOP Instance UID
+        ├── DuplicateInstance        -- two parts with the same SOP Instance UID
+        └── ClientStalled            -- the client read nothing for longer than the read timeout
 """
 
 from __future__ import annotations
@@ -103,4 +104,8 @@ class InstanceError(StreamError):
 
 
 class DuplicateInstance(StreamError):
+    pass
+
+
+class ClientStalled(StreamError):
     pass

@@ -199,15 +199,20 @@ def _choose(ranges: list[_Range], source: str, prefer_zip_on_tie: bool) -> ZipRe
         return None
     best = max(zips, key=lambda r: r.q)  # max() keeps the first of equal maxima
     top_other = max((r.q for r in ranges if r.name != ZIP), default=-1)
-    if best.q == 0 or best.q < top_other or (best.q == top_other and not prefer_zip_on_tie):
-        return None
+    wins = best.q > 0 and (best.q > top_other or (best.q == top_other and prefer_zip_on_tie))
+    # PS3.18 8.3.3.1: an accept query parameter that asks for zip (q > 0) must not also ask for
+    # rendered types, whichever would win; in the Accept header only a winning zip is checked,
+    # so headers that merely mention zip keep passing through as before.
     dicom = [r.name for r in ranges if r.q > 0 and r.kind == "dicom"]
     rendered = [r.name for r in ranges if r.q > 0 and r.kind == "rendered"]
-    if dicom and rendered:
+    strict = source.startswith("accept query") and best.q > 0
+    if (wins or strict) and dicom and rendered:
         raise BadRequest(
             f"{source} mixes DICOM ({_show(dicom[0])}) and rendered ({_show(rendered[0])}) "
             "media types (PS3.18 8.3.3.1)"
         )
+    if not wins:
+        return None
     transfer_syntax: str | None = None
     password: str | None = None
     for name, value in best.params:

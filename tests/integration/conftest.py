@@ -9,12 +9,17 @@ Tests must not add or delete instances on them: use ``Orthanc`` directly for tha
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from zipproxy.demo.orthanc import DEFAULT_BINARY, SampleUpstream, start_with_samples
+from zipproxy.demo.orthanc import DEFAULT_BINARY, SampleUpstream, free_port, start_with_samples
 
 AUTH_USERS = {"alice": "secret"}
 
@@ -41,3 +46,59 @@ def orthanc_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SampleUps
     _require_orthanc()
     with start_with_samples(tmp_path_factory.mktemp("orthanc-auth"), users=AUTH_USERS) as upstream:
         yield upstream
+
+
+class Proxy:
+    """A real ``zipproxy`` process (the console entry point) on a free loopback port."""
+
+    def __init__(self, upstream: str, workdir: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "zipproxy.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zipproxy", "--upstream", upstream, "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-format", "json", *extra],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"zipproxy did not start:\n{self.log()}", pytrace=False)
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def proxy(orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """zipproxy in front of the sample Orthanc."""
+    p = Proxy(orthanc.url, tmp_path_factory.mktemp("proxy"))
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_auth(
+    orthanc_auth: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxy]:
+    """zipproxy in front of the Orthanc that requires basic auth."""
+    p = Proxy(orthanc_auth.url, tmp_path_factory.mktemp("proxy-auth"))
+    yield p
+    p.stop()

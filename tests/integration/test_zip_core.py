@@ -1,0 +1,165 @@
+"""Core: DICOM ZIPs of studies, series and instances from a real Orthanc, through a real proxy.
+
+Every ZIP is downloaded with curl (a real client) and passes every reader in ``zipcheck``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import Proxy
+from zipcheck import check_all, expected_instances_match
+
+from zipproxy.demo.orthanc import SampleUpstream
+
+ZIP = "application/zip"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+
+
+def curl(url: str, out: Path, *headers: str) -> dict[str, str]:
+    """Download with curl; return the response headers (lower-cased names)."""
+    args = ["curl", "-sS", "--fail-with-body", "-o", str(out), "-D", "-", url]
+    for h in headers:
+        args += ["-H", h]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr, out.read_bytes()[:500])
+    found = {}
+    for line in proc.stdout.splitlines()[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            found[name.strip().lower()] = value.strip()
+    return found
+
+
+def test_study_zip_from_accept_header(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
+) -> None:
+    study = (
+        orthanc.study("DOE-0001")
+        if any(s.patient_id == "DOE-0001" for s in orthanc.studies)
+        else orthanc.studies[0]
+    )
+    out = tmp_path / "study.zip"
+    headers = curl(f"{proxy.url}/dicom-web/studies/{study.study_uid}", out, f"Accept: {ZIP}")
+    assert headers["content-type"] == ZIP
+    assert headers["content-disposition"] == f'attachment; filename="study-{study.study_uid}.zip"'
+    info = check_all(out)
+    assert len(info.records) == len(study.instances)
+    # Without transfer-syntax the upstream default applies (Explicit VR Little Endian).
+    expected_instances_match(out, study, transfer_syntax_star=False)
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+    assert names[0] == "README.TXT" and names[-1] == "DICOMDIR"
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_every_sample_study_as_stored(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path, index: int
+) -> None:
+    """transfer-syntax=*: every entry byte-identical to what was uploaded; DICOMDIR valid."""
+    study = orthanc.studies[index]
+    out = tmp_path / "s.zip"
+    curl(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}", out, f"Accept: {ZIP}; transfer-syntax=*"
+    )
+    info = check_all(out)
+    expected_instances_match(out, study, transfer_syntax_star=True)
+    assert {r.sop_instance_uid for r in info.records} == set(study.sop_uids)
+    # Names survive intact, in the source's character set (Orthanc's /media strips them).
+    assert {str(p.PatientName) for p in info.patients} == {study.patient_name}
+
+
+def test_series_zip_from_browser_link(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
+) -> None:
+    study = orthanc.studies[0]
+    series = study.series_uids[1]
+    out = tmp_path / "series.zip"
+    headers = curl(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}/series/{series}?accept=application/zip",
+        out,
+        "Accept: */*",
+    )
+    assert headers["content-disposition"].endswith(f'filename="series-{series}.zip"')
+    info = check_all(out)
+    assert {r.sop_instance_uid for r in info.records} == {
+        i.sop_uid for i in study.series_instances(series)
+    }
+
+
+def test_instance_zip(proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path) -> None:
+    inst = orthanc.studies[3].instances[-1]
+    out = tmp_path / "instance.zip"
+    curl(
+        f"{proxy.url}/dicom-web/studies/{orthanc.studies[3].study_uid}/series/{inst.series_uid}"
+        f"/instances/{inst.sop_uid}?accept=application/zip",
+        out,
+    )
+    info = check_all(out)
+    assert [r.sop_instance_uid for r in info.records] == [inst.sop_uid]
+    expected_instances_match(out, [inst.path], transfer_syntax_star=False)
+
+
+def test_transcoded_to_jpeg_lossless(proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path) -> None:
+    study = orthanc.studies[0]  # CT images only
+    out = tmp_path / "jpeg.zip"
+    curl(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}",
+        out,
+        f"Accept: {ZIP}; transfer-syntax={JPEG_LOSSLESS_SV1}",
+    )
+    info = check_all(out)
+    assert {r.transfer_syntax_uid for r in info.records} == {JPEG_LOSSLESS_SV1}
+
+
+def test_type1_keys_supplied(proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path) -> None:
+    study = orthanc.study("")
+    out = tmp_path / "nokeys.zip"
+    curl(f"{proxy.url}/dicom-web/studies/{study.study_uid}?accept=application/zip", out)
+    info = check_all(out)  # dciodvfy and the record-key checks pass despite the missing keys
+    (patient,) = info.patients
+    assert patient.PatientID
+    (st,) = info.studies
+    assert st.StudyID and st.StudyDate and st.StudyTime
+    assert all(s.SeriesNumber is not None and str(s.SeriesNumber) != "" for s in info.series)
+
+
+def test_upstream_404_passes_through(proxy: Proxy) -> None:
+    r = requests.get(
+        f"{proxy.url}/dicom-web/studies/1.2.3.4.5", headers={"Accept": ZIP}, timeout=30
+    )
+    assert r.status_code == 404
+    assert r.headers.get("Content-Type") != ZIP
+
+
+def test_upstream_401_passes_through_with_challenge(
+    proxy_auth: Proxy, orthanc_auth: SampleUpstream, tmp_path: Path
+) -> None:
+    url = f"{proxy_auth.url}/dicom-web/studies/{orthanc_auth.studies[0].study_uid}"
+    r = requests.get(url + "?accept=application/zip", timeout=30)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
+    out = tmp_path / "auth.zip"
+    curl(url + "?accept=application/zip", out, "Authorization: Basic YWxpY2U6c2VjcmV0")
+    check_all(out)
+
+
+def test_bad_uid_is_400_without_asking_upstream(proxy: Proxy) -> None:
+    for bad in ("..%2F..", "1.2.abc", "1." * 100 + "1"):
+        r = requests.get(f"{proxy.url}/dicom-web/studies/{bad}?accept=application/zip", timeout=30)
+        assert r.status_code == 400, bad
+        assert "not a valid UID" in r.text
+
+
+def test_not_acceptable_and_bad_requests(proxy: Proxy, orthanc: SampleUpstream) -> None:
+    url = f"{proxy.url}/dicom-web/studies/{orthanc.studies[0].study_uid}"
+    r = requests.get(url, headers={"Accept": "application/zip; transfer-syntax=1.2.x"}, timeout=30)
+    assert r.status_code == 400 and "transfer-syntax" in r.text
+    r = requests.get(url + "?accept=application/zip,image/jpeg", timeout=30)
+    assert r.status_code == 400
+    r = requests.get(url + "?accept=application/zip", headers={"Accept": "text/html"}, timeout=30)
+    assert r.status_code == 406

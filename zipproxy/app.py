@@ -1,0 +1,199 @@
+"""The aiohttp application: state in ``web.AppKey``s, one ClientSession, one error middleware.
+
+Paths under ``/-/`` belong to the proxy (health, readiness, metrics) and never reach the
+upstream; every other path is the upstream's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final, cast
+
+import aiohttp
+from aiohttp import web
+
+from .config import Settings
+from .errors import (
+    ClientStalled,
+    StreamError,
+    TooManyStreams,
+    UpstreamError,
+    UpstreamStatus,
+    ZipProxyError,
+)
+from .metrics import CONTENT_TYPE, Metrics
+from .negotiation import negotiate
+from .passthrough import forward
+from .retrieve import ASSEMBLER, RESPONSE, match_resource, stream_zip
+from .upstream import Upstream, make_session
+
+log = logging.getLogger("zipproxy")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+READY_TIMEOUT: Final = 2.0
+
+
+class StreamSlots:
+    """At most ``limit`` concurrent ZIP streams in this process; the next one gets 503."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def __enter__(self) -> StreamSlots:
+        if self.active >= self.limit:
+            raise TooManyStreams(f"{self.limit} ZIP downloads are already running; retry shortly")
+        self.active += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.active -= 1
+
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+UPSTREAM: Final = web.AppKey("upstream", Upstream)
+STREAMS: Final = web.AppKey("streams", StreamSlots)
+METRICS: Final = web.AppKey("metrics", Metrics)
+IS_ZIP: Final = "zipproxy.zip"
+
+
+def error_response(exc: ZipProxyError) -> web.Response:
+    if isinstance(exc, UpstreamStatus):
+        return web.Response(status=exc.status, body=exc.body, headers=exc.headers)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyStreams) else {}
+    return web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
+
+
+@web.middleware
+async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors become HTTP answers here; every request gets one log line and metrics."""
+    metrics = request.app[METRICS]
+    started = time.monotonic()
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    outcome, status, error = "ok", 500, None
+    prepared: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        if request.get(IS_ZIP) and response.prepared:
+            outcome = "zip-complete"
+            metrics.zip_completed.inc()
+            metrics.zip_duration.observe(time.monotonic() - started)
+        return response
+    except ZipProxyError as exc:
+        error = type(exc).__name__
+        if isinstance(exc, UpstreamError | StreamError) and not isinstance(
+            exc, UpstreamStatus | ClientStalled
+        ):
+            metrics.upstream_errors.labels(error).inc()
+        prepared = cast(web.StreamResponse | None, request.get(RESPONSE))
+        if prepared is not None and prepared.prepared:
+            # The ZIP has started: cut the connection so the client sees a failed transfer
+            # (no last chunk, no central directory), never a complete-looking ZIP.
+            outcome, status = "zip-aborted", prepared.status
+            metrics.zip_aborted.labels(error).inc()
+            log.warning("aborting ZIP stream: %s", exc.reason,
+                        extra={"request_id": request_id, "error": error})
+            if request.transport is not None:
+                request.transport.abort()
+            return prepared
+        status = exc.status
+        outcome = "upstream-status" if isinstance(exc, UpstreamStatus) else "refused"
+        if request.get(IS_ZIP):
+            metrics.zip_refused.labels(str(status)).inc()
+        return error_response(exc)
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
+        outcome, error = "client-gone", "ClientDisconnected"
+        if request.get(IS_ZIP):
+            metrics.zip_aborted.labels(error).inc()
+        raise
+    finally:
+        sent = request.get(RESPONSE) or prepared
+        sent_bytes = sent.body_length if sent is not None else None
+        assembler = request.get(ASSEMBLER)
+        instances = assembler.instances if assembler is not None else None
+        if request.get(IS_ZIP) and sent_bytes:
+            metrics.zip_bytes.inc(sent_bytes)
+            metrics.zip_instances.inc(instances or 0)
+        log.info(
+            "%s %s %s", request.method, request.path, status,
+            extra={"request_id": request_id, "method": request.method, "path": request.path,
+                   "status": status, "outcome": outcome, "error": error, "bytes": sent_bytes,
+                   "instances": instances,
+                   "duration_ms": round((time.monotonic() - started) * 1000, 1)},
+        )
+
+
+def _mentions_zip(header: str, params: list[str]) -> bool:
+    return "zip" in header.lower() or any("zip" in p.lower() for p in params)
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """ZIP when the path is a study/series/instance and negotiation picks it; else pass through."""
+    settings = request.app[SETTINGS]
+    upstream = request.app[UPSTREAM]
+    if request.method in ("GET", "HEAD"):
+        raw_path = request.rel_url.raw_path
+        accept_params = request.rel_url.query.getall("accept", [])
+        # Only a request that mentions zip is negotiated here: anything else stays transparent,
+        # even an odd Accept header the upstream may tolerate.
+        if "/studies/" in raw_path and _mentions_zip(request.headers.get("Accept", ""),
+                                                     accept_params):
+            zipreq = negotiate(request.headers.get("Accept"), accept_params,
+                               prefer_zip_on_tie=settings.prefer_zip_on_tie)
+            resource = match_resource(raw_path) if zipreq is not None else None
+            if zipreq is not None and resource is not None:
+                request[IS_ZIP] = True
+                with request.app[STREAMS]:
+                    return await stream_zip(request, resource, zipreq, upstream, settings,
+                                            on_start=request.app[METRICS].zip_started.inc)
+    request.app[METRICS].passthrough.labels(request.method).inc()
+    return await forward(request, upstream)
+
+
+async def healthy(request: web.Request) -> web.Response:
+    """Liveness: the process and its event loop answer."""
+    return web.Response(text="ok\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: the upstream answers HTTP (any status) within READY_TIMEOUT seconds."""
+    upstream = request.app[UPSTREAM]
+    try:
+        async with upstream.session.get(
+            upstream.url("/"), timeout=aiohttp.ClientTimeout(total=READY_TIMEOUT),
+            allow_redirects=False,
+        ) as resp:
+            return web.Response(text=f"ok: upstream answered {resp.status}\n")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return web.Response(status=503, text=f"upstream not reachable ({type(exc).__name__})\n")
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors_and_log], client_max_size=0)
+    app[SETTINGS] = settings
+    app[STREAMS] = slots = StreamSlots(settings.max_streams)
+    app[METRICS] = metrics = Metrics()
+    metrics.in_flight.set_function(lambda: slots.active)
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        session = make_session(settings.connect_timeout, settings.read_timeout)
+        app[UPSTREAM] = Upstream(session, settings.upstream)
+        yield
+        await session.close()
+
+    app.cleanup_ctx.append(upstream_session)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/-/metrics", metrics_view)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

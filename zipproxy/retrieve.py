@@ -1,0 +1,217 @@
+"""WADO-RS retrieve as a DICOM ZIP: match the resource, ask the upstream, stream the ZIP.
+
+Failure rules (README "Failure behaviour"):
+
+- Before the first ZIP byte (upstream refused, timed out, answered an error, sent no parts or a
+  first part that is not DICOM) the client gets an HTTP error with a reason and no ZIP.
+- After it, any failure aborts the client connection: the chunked body never gets its last chunk
+  and the ZIP never gets its central directory, so no client holds a ZIP that opens as complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from . import __version__
+from .archive import Buffer
+from .assembler import ZipAssembler
+from .config import Settings
+from .errors import BadRequest, ClientStalled, MultipartError
+from .multipart import boundary_from_content_type
+from .negotiation import ZipRequest, is_valid_uid
+from .passthrough import forwarded_headers
+from .upstream import Upstream, body_chunks
+
+_RESOURCE: Final = re.compile(
+    r"^(?P<prefix>(?:/[^/]+)*?)/studies/(?P<study>[^/]+)"
+    r"(?:/series/(?P<series>[^/]+)(?:/instances/(?P<instance>[^/]+))?)?$"
+)
+RESPONSE: Final = "zipproxy.response"  # request key: the prepared ZIP response
+ASSEMBLER: Final = "zipproxy.assembler"  # request key: the ZipAssembler (counts for logs)
+THREAD_MIN: Final = 256 * 1024  # deflate chunks at least this big run off the event loop
+WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A WADO-RS study, series or instance resource (PS3.18 10.4.1)."""
+
+    prefix: str
+    study: str
+    series: str | None = None
+    instance: str | None = None
+
+    @property
+    def level(self) -> str:
+        return "instance" if self.instance else "series" if self.series else "study"
+
+    @property
+    def uids(self) -> tuple[str, ...]:
+        return tuple(u for u in (self.study, self.series, self.instance) if u)
+
+    def filename(self) -> str:
+        """UIDs only, never patient data; safe in a quoted Content-Disposition (no ``"\\``)."""
+        return f"{self.level}-{self.uids[-1]}.zip"
+
+
+def match_resource(raw_path: str) -> Resource | None:
+    """The resource a path names, or None; raises BadRequest for a malformed UID."""
+    match = _RESOURCE.match(raw_path)
+    if match is None:
+        return None
+    uids = {}
+    for key in ("study", "series", "instance"):
+        raw = match.group(key)
+        if raw is None:
+            continue
+        uid = unquote(raw)
+        if not is_valid_uid(uid):
+            shown = uid[:64].encode("ascii", "backslashreplace").decode()
+            raise BadRequest(f"{key} UID {shown!r} is not a valid UID (PS3.5 9.1: digits and "
+                             "dots, at most 64 characters)")
+        uids[key] = uid
+    return Resource(match.group("prefix"), **uids)
+
+
+def query_without_accept(raw_query: str) -> str:
+    """The raw query string minus every ``accept`` parameter (consumed by the proxy)."""
+    kept = [p for p in raw_query.split("&") if p and unquote(p.split("=", 1)[0]) != "accept"]
+    return "&".join(kept)
+
+
+def readme_text(resource: Resource, zipreq: ZipRequest, origin: str) -> bytes:
+    """README.TXT (IHE PDI style): nothing in it comes from patient data or the client's headers.
+
+    Every variable part is a validated UID, a validated transfer syntax or the configured origin,
+    so neither CR/LF nor quotes can be injected.
+    """
+    ts = {None: "upstream default (Explicit VR Little Endian per PS3.18)",
+          "*": "as stored by the upstream"}.get(zipreq.transfer_syntax, zipreq.transfer_syntax)
+    lines = [
+        "DICOM ZIP file-set (PS3.12 Annex V), written by zipproxy following DICOM Supplement 211.",
+        "",
+        "DICOMDIR (the last entry) is the index of every DICOM instance in this archive; the",
+        "instances are under DICOM/ as STnnnnnn/SEnnnnnn/IMnnnnnn (study, series, instance).",
+        "Open it with any DICOM viewer that reads DICOMDIR or media (Weasis, Horos, OsiriX,",
+        "RadiAnt, 3D Slicer, pydicom.fileset), after extracting the archive.",
+        "",
+        f"Source server:   {origin}",
+        f"Resource:        {resource.level} {'/'.join(resource.uids)}",
+        f"Transfer syntax: {ts}",
+        f"Created (UTC):   {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')}",
+        f"Software:        zipproxy {__version__}",
+        "Counts:          in the ZIP archive comment and in DICOMDIR.",
+        "",
+        "This archive contains medical images: keep it as confidential as the images themselves.",
+        "",
+    ]
+    text = "\r\n".join(lines)
+    return text.encode("ascii", "replace")
+
+
+async def stream_zip(
+    request: web.Request,
+    resource: Resource,
+    zipreq: ZipRequest,
+    upstream: Upstream,
+    settings: Settings,
+    on_start: Callable[[], None] = lambda: None,
+) -> web.StreamResponse:
+    url = upstream.url(request.rel_url.raw_path,
+                       query_without_accept(request.rel_url.raw_query_string))
+    headers = forwarded_headers(request, drop=("Accept", "Accept-Encoding", "Range", "If-Range",
+                                                "If-None-Match", "If-Modified-Since",
+                                                "Content-Length", "Content-Type"))
+    headers["Accept"] = zipreq.upstream_accept()
+    resp = await upstream.open("GET", url, headers)
+    try:
+        if resp.status != 200:
+            raise await upstream.error_from(resp)
+        boundary, params = boundary_from_content_type(resp.headers.get("Content-Type"))
+        if params.get("type", "application/dicom").lower() != "application/dicom":
+            raise MultipartError(f"upstream multipart type is {params['type'][:60]!r}, "
+                                 "not application/dicom")
+        origin = str(upstream.origin)
+        assembler = ZipAssembler(
+            boundary, readme_text(resource, zipreq, origin),
+            header_limit=settings.header_limit, hold_limit=settings.hold_limit,
+            deflate_level=settings.deflate_level,
+        )
+        request[ASSEMBLER] = assembler
+        chunks = body_chunks(resp)
+        first = await _until_started(assembler, chunks)
+        out = web.StreamResponse(status=200, headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{resource.filename()}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        })
+        request[RESPONSE] = out
+        await out.prepare(request)
+        on_start()
+        if request.method == "HEAD":
+            return out
+        await _write(out, first, settings.read_timeout)
+        async for chunk in chunks:
+            pieces = (await asyncio.to_thread(assembler.feed, chunk)
+                      if assembler.wants_thread and len(chunk) >= THREAD_MIN
+                      else assembler.feed(chunk))
+            await _write(out, pieces, settings.read_timeout)
+        tail = (await asyncio.to_thread(assembler.finish) if assembler.instances > 2000
+                else assembler.finish())
+        await _write(out, tail, settings.read_timeout)
+        await out.write_eof()
+        return out
+    finally:
+        resp.close()
+
+
+async def _until_started(assembler: ZipAssembler, chunks: AsyncIterator[bytes]) -> list[Buffer]:
+    """Read until the first instance header parsed; errors until then are plain HTTP errors."""
+    pieces: list[Buffer] = []
+    async for chunk in chunks:
+        pieces += assembler.feed(chunk)
+        if assembler.started:
+            return pieces
+    # The body ended before any instance started: finish() names what was wrong (zero parts,
+    # no closing boundary, ...); if it somehow succeeds there is still nothing to send.
+    pieces += assembler.finish()
+    raise MultipartError("upstream body ended before the first instance")  # pragma: no cover
+
+
+async def _write(out: web.StreamResponse, pieces: list[Buffer], timeout: float) -> None:
+    """Await every write (that is the backpressure), each within ``timeout`` seconds: a client
+    that stops reading for longer loses its download instead of holding a stream slot forever.
+    Small pieces are coalesced; big ones pass as they are."""
+    batch: list[Buffer] = []
+    size = 0
+    for piece in pieces:
+        if len(piece) >= WRITE_MIN:
+            if batch:
+                await _write_one(out, b"".join(batch), timeout)
+                batch, size = [], 0
+            await _write_one(out, piece, timeout)
+        else:
+            batch.append(piece)
+            size += len(piece)
+            if size >= WRITE_MIN:
+                await _write_one(out, b"".join(batch), timeout)
+                batch, size = [], 0
+    if batch:
+        await _write_one(out, b"".join(batch), timeout)
+
+
+async def _write_one(out: web.StreamResponse, data: Buffer, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await out.write(data)
+    except TimeoutError as exc:
+        raise ClientStalled(f"client read nothing for {timeout:g} s") from exc
