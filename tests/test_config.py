@@ -54,3 +54,24 @@ def test_every_setting_has_a_flag_an_env_and_help() -> None:
     assert names == set(Settings.__dataclass_fields__)
     for opt in OPTIONS:
         assert opt.flag in helptext and opt.env in helptext
+
+
+def test_readme_configuration_table_matches_the_code() -> None:
+    """Every setting is in the README's table with its flag, variable and default, and only those."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`--"):
+            rows[cells[0].strip("`")] = (cells[1].strip("`"), cells[2])
+    expected = {}
+    for opt in OPTIONS:
+        default = (
+            "(required)"
+            if opt.default is None
+            else (f"`{opt.default}`" if opt.default else "(empty)")
+        )
+        expected[opt.flag] = (opt.env, default)
+    assert rows == expected

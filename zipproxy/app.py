@@ -16,9 +16,12 @@ from typing import Final, cast
 import aiohttp
 from aiohttp import web
 
+from . import links
 from .config import Settings
 from .errors import (
+    BadRequest,
     ClientStalled,
+    Forbidden,
     StreamError,
     TooManyStreams,
     UpstreamError,
@@ -58,6 +61,7 @@ SETTINGS: Final = web.AppKey("settings", Settings)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
 STREAMS: Final = web.AppKey("streams", StreamSlots)
 METRICS: Final = web.AppKey("metrics", Metrics)
+SIGNER: Final = web.AppKey("signer", links.LinkSigner)
 IS_ZIP: Final = "zipproxy.zip"
 
 
@@ -148,11 +152,35 @@ async def handle(request: web.Request) -> web.StreamResponse:
             resource = match_resource(raw_path) if zipreq is not None else None
             if zipreq is not None and resource is not None:
                 request[IS_ZIP] = True
+                authorization = _link_authorization(request, raw_path)
                 with request.app[STREAMS]:
                     return await stream_zip(request, resource, zipreq, upstream, settings,
-                                            on_start=request.app[METRICS].zip_started.inc)
+                                            on_start=request.app[METRICS].zip_started.inc,
+                                            authorization=authorization)
+    if links.PARAM in request.rel_url.query:
+        raise BadRequest("a signed link (zp-link) only opens a study or series as a ZIP")
     request.app[METRICS].passthrough.labels(request.method).inc()
     return await forward(request, upstream)
+
+
+def _link_authorization(request: web.Request, raw_path: str) -> str | None:
+    """For a request with a valid ``zp-link``: the Authorization to send upstream."""
+    token = request.rel_url.query.get(links.PARAM)
+    if token is None:
+        return None
+    signer = request.app.get(SIGNER)
+    if signer is None:
+        raise Forbidden("signed download links are not enabled on this proxy")
+    signer.verify(raw_path, token)
+    auth = request.app[SETTINGS].upstream_auth
+    return links.upstream_basic_auth(auth) if auth else ""
+
+
+async def create_link(request: web.Request) -> web.Response:
+    signer = request.app.get(SIGNER)
+    if signer is None:
+        raise Forbidden("signed download links are not enabled (set --link-secret)")
+    return await links.create_link(request, request.app[UPSTREAM], signer)
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -195,5 +223,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/-/metrics", metrics_view)
+    app.router.add_post("/-/links", create_link)
+    if settings.link_secret:
+        app[SIGNER] = links.LinkSigner(settings.link_secret, settings.link_ttl)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

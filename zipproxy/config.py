@@ -125,6 +125,9 @@ OPTIONS: tuple[Option, ...] = (
            "on SIGTERM, seconds in-flight ZIPs may take before they are aborted"),
     Option("upstream_auth", _auth, "", "user:password the proxy sends upstream when the client "
            "sends no Authorization (signed links)"),
+    Option("link_secret", str, "", "secret that signs download links (POST /-/links); empty "
+           "disables signed links; share it between workers and replicas"),
+    Option("link_ttl", _seconds, "900", "seconds a signed download link stays valid"),
     Option("log_format", _choice("json", "text"), "json", "log line format"),
     Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
 )
@@ -145,6 +148,8 @@ class Settings:
     read_timeout: float = 60.0
     shutdown_grace: float = 30.0
     upstream_auth: str = ""
+    link_secret: str = ""
+    link_ttl: float = 900.0
     log_format: str = "json"
     log_level: str = "info"
 

@@ -6,6 +6,7 @@ Library errors (aiohttp, pydicom, zipstream-ng) are translated into these at one
     ZipProxyError
     ├── RequestError                 -- the client asked for something wrong: 4xx before any work
     │   ├── BadRequest               -- 400 (malformed Accept/accept=, bad UID, mixed media types)
+    │   ├── Forbidden                -- 403 (invalid or expired signed download link)
     │   ├── NotAcceptable            -- 406 (nothing acceptable, unsupported transfer syntax)
     │   └── TooManyStreams           -- 503 with Retry-After (concurrent ZIP stream limit)
     ├── UpstreamError                -- the upstream failed before the first ZIP byte
@@ -41,6 +42,10 @@ class RequestError(ZipProxyError):
 
 class BadRequest(RequestError):
     status = 400
+
+
+class Forbidden(RequestError):
+    status = 403
 
 
 class NotAcceptable(RequestError):

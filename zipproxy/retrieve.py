@@ -81,9 +81,9 @@ def match_resource(raw_path: str) -> Resource | None:
     return Resource(match.group("prefix"), **uids)
 
 
-def query_without_accept(raw_query: str) -> str:
-    """The raw query string minus every ``accept`` parameter (consumed by the proxy)."""
-    kept = [p for p in raw_query.split("&") if p and unquote(p.split("=", 1)[0]) != "accept"]
+def query_without(raw_query: str, names: tuple[str, ...] = ("accept", "zp-link")) -> str:
+    """The raw query string minus the parameters the proxy consumes (``accept``, ``zp-link``)."""
+    kept = [p for p in raw_query.split("&") if p and unquote(p.split("=", 1)[0]) not in names]
     return "&".join(kept)
 
 
@@ -124,12 +124,20 @@ async def stream_zip(
     upstream: Upstream,
     settings: Settings,
     on_start: Callable[[], None] = lambda: None,
+    authorization: str | None = None,
 ) -> web.StreamResponse:
+    """Stream the resource as a DICOM ZIP. ``authorization`` (a signed link) replaces the
+    client's Authorization and Cookie headers with the proxy's own upstream credentials ("" =
+    none)."""
     url = upstream.url(request.rel_url.raw_path,
-                       query_without_accept(request.rel_url.raw_query_string))
-    headers = forwarded_headers(request, drop=("Accept", "Accept-Encoding", "Range", "If-Range",
-                                                "If-None-Match", "If-Modified-Since",
-                                                "Content-Length", "Content-Type"))
+                       query_without(request.rel_url.raw_query_string))
+    drop = ["Accept", "Accept-Encoding", "Range", "If-Range", "If-None-Match",
+            "If-Modified-Since", "Content-Length", "Content-Type"]
+    if authorization is not None:  # a signed link: the proxy's credentials, not the client's
+        drop += ["Authorization", "Cookie"]
+    headers = forwarded_headers(request, drop=tuple(drop))
+    if authorization:
+        headers["Authorization"] = authorization
     headers["Accept"] = zipreq.upstream_accept()
     resp = await upstream.open("GET", url, headers)
     try:
