@@ -57,7 +57,7 @@ def test_every_setting_has_a_flag_an_env_and_help() -> None:
 
 
 def test_readme_configuration_table_matches_the_code() -> None:
-    """Every setting is in the README's table with its flag, variable and default, and only those."""
+    """Every setting is in the README table with its flag, variable and default, only those."""
     from pathlib import Path
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
