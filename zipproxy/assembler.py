@@ -8,7 +8,8 @@ For every part of the upstream's ``multipart/related; type="application/dicom"``
    record the instance in the DICOMDIR, open the ZIP entry and write the kept chunks.
 3. Write every further chunk straight into the entry; close it when the part ends.
 
-After the closing boundary, the DICOMDIR is added as the last entry, then the central directory.
+After the closing boundary come MANIFEST.CSV (one row per instance, with its SHA-256), the
+DICOMDIR as the last entry, then the central directory.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .archive import ArchiveWriter, Buffer
 from .dicomdir import DicomDirBuilder
 from .dicomheader import HeaderParser
 from .errors import InstanceError, MultipartError, NoInstances
+from .manifest import Manifest
 from .multipart import MultipartSplitter, PartData, PartStart
 
 ROOT: Final = "DICOM"
@@ -70,12 +72,14 @@ class ZipAssembler:
         hold_limit: int,
         deflate_level: int = 0,
         file_set_id: str = "",
+        manifest: bool = True,
     ) -> None:
         self._splitter = MultipartSplitter(boundary)
         self._writer = ArchiveWriter(hold_limit=hold_limit, deflate_level=deflate_level)
         self._dicomdir = DicomDirBuilder(file_set_id)
         self._layout = Layout()
         self._readme = readme
+        self._manifest = Manifest() if manifest else None
         self._header_limit = header_limit
         self._parser: HeaderParser | None = None
         self._pending: list[memoryview] = []
@@ -102,6 +106,8 @@ class ZipAssembler:
                 self.instance_bytes += len(event.data)
                 if self._entry_open:
                     out += self._writer.write(event.data)
+                    if self._manifest is not None:
+                        self._manifest.update(event.data)
                 else:
                     assert self._parser is not None
                     self._pending.append(event.data)
@@ -123,6 +129,8 @@ class ZipAssembler:
                     assert self._parser is not None
                     out += self._open(self._parser.finish())
                 out += self._writer.close()
+                if self._manifest is not None:
+                    self._manifest.end()
                 self._entry_open = self._in_part = False
                 self._parser = None
                 self.instances += 1
@@ -137,10 +145,15 @@ class ZipAssembler:
         series = str(header.get("SeriesInstanceUID", "") or "")
         file_id = self._layout.file_id(study, series)
         self._dicomdir.add(header, file_id)
-        self._writer.open("/".join(file_id), self._length)
+        name = "/".join(file_id)
+        self._writer.open(name, self._length)
         self._entry_open = True
+        if self._manifest is not None:
+            self._manifest.start(name, header)
         for data in self._pending:
             out += self._writer.write(data)
+            if self._manifest is not None:
+                self._manifest.update(data)
         self._pending = []
         return out
 
@@ -151,7 +164,10 @@ class ZipAssembler:
             raise MultipartError("multipart body ended inside a part")
         if not self.instances:
             raise NoInstances("the upstream returned no instances for this resource")
-        out = self._writer.add("DICOMDIR", self._dicomdir.build())
+        out = []
+        if self._manifest is not None:
+            out += self._writer.add("MANIFEST.CSV", self._manifest.render())
+        out += self._writer.add("DICOMDIR", self._dicomdir.build())
         out += self._writer.finish(comment or self.summary())
         return out
 

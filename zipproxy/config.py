@@ -118,6 +118,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("hold_limit", _size, "8M",
            "instances up to this size are held whole and STORED; larger ones stream as deflate-0"),
     Option("deflate_level", _level, "0", "deflate level for streamed (large) entries"),
+    Option("manifest", _bool, "true",
+           "add MANIFEST.CSV (one row per instance, with SHA-256); ?manifest=false per request"),
     Option("connect_timeout", _seconds, "10", "seconds to connect to the upstream"),
     Option("read_timeout", _seconds, "60",
            "idle seconds: upstream headers or the next body bytes; also for client writes"),
@@ -144,6 +146,7 @@ class Settings:
     header_limit: int = 4 << 20
     hold_limit: int = 8 << 20
     deflate_level: int = 0
+    manifest: bool = True
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     shutdown_grace: float = 30.0

@@ -81,10 +81,22 @@ def match_resource(raw_path: str) -> Resource | None:
     return Resource(match.group("prefix"), **uids)
 
 
-def query_without(raw_query: str, names: tuple[str, ...] = ("accept", "zp-link")) -> str:
-    """The raw query string minus the parameters the proxy consumes (``accept``, ``zp-link``)."""
+def query_without(
+    raw_query: str, names: tuple[str, ...] = ("accept", "zp-link", "manifest")
+) -> str:
+    """The raw query string minus the parameters the proxy consumes."""
     kept = [p for p in raw_query.split("&") if p and unquote(p.split("=", 1)[0]) not in names]
     return "&".join(kept)
+
+
+def manifest_wanted(request: web.Request, default: bool) -> bool:
+    """``?manifest=false`` (or true) overrides the ``--manifest`` setting for one request."""
+    values = request.rel_url.query.getall("manifest", [])
+    if not values:
+        return default
+    if len(values) == 1 and values[0].lower() in ("true", "false", "1", "0", "yes", "no"):
+        return values[0].lower() in ("true", "1", "yes")
+    raise BadRequest("manifest takes one value: true or false")
 
 
 def readme_text(resource: Resource, zipreq: ZipRequest, origin: str) -> bytes:
@@ -152,6 +164,7 @@ async def stream_zip(
             boundary, readme_text(resource, zipreq, origin),
             header_limit=settings.header_limit, hold_limit=settings.hold_limit,
             deflate_level=settings.deflate_level,
+            manifest=manifest_wanted(request, settings.manifest),
         )
         request[ASSEMBLER] = assembler
         chunks = body_chunks(resp)

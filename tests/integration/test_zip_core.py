@@ -163,3 +163,50 @@ def test_not_acceptable_and_bad_requests(proxy: Proxy, orthanc: SampleUpstream) 
     assert r.status_code == 400
     r = requests.get(url + "?accept=application/zip", headers={"Accept": "text/html"}, timeout=30)
     assert r.status_code == 406
+
+
+def test_manifest_rows_match_the_entries(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
+) -> None:
+    import csv
+    import hashlib
+    import io
+
+    study = orthanc.studies[3]  # images, multi-frame, SR, KO, PDF
+    out = tmp_path / "m.zip"
+    curl(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}?accept=application/zip",
+        out,
+    )
+    info = check_all(out)
+    with zipfile.ZipFile(out) as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("MANIFEST.CSV").decode())))
+        assert len(rows) == len(study.instances)
+        by_sop = {r.sop_instance_uid: r for r in info.records}
+        for row in rows:
+            data = zf.read(row["path"])
+            assert hashlib.sha256(data).hexdigest() == row["sha256"]
+            assert int(row["size"]) == len(data)
+            record = by_sop[row["SOPInstanceUID"]]
+            assert record.file_id == row["path"]
+            assert row["StudyInstanceUID"] == study.study_uid
+            assert row["PatientID"] == study.patient_id
+    frames = {r["NumberOfFrames"] for r in rows}
+    assert "10" in frames  # the multi-frame XA
+
+
+def test_manifest_can_be_turned_off(proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path) -> None:
+    study = orthanc.studies[0]
+    out = tmp_path / "nm.zip"
+    curl(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}?accept=application/zip&manifest=false",
+        out,
+    )
+    check_all(out)
+    with zipfile.ZipFile(out) as zf:
+        assert "MANIFEST.CSV" not in zf.namelist()
+    r = requests.get(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}?accept=application/zip&manifest=maybe",
+        timeout=30,
+    )
+    assert r.status_code == 400

@@ -1,0 +1,67 @@
+"""MANIFEST.CSV: one row per instance, so ``pandas.read_csv`` plus the paths is a training index.
+
+PS3.12 Annex V allows files that the DICOMDIR does not reference; ``MANIFEST.CSV`` is an 8.3
+name. The SHA-256 and size of each entry let a pipeline check its extracted files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import warnings
+from typing import Final
+
+from pydicom import Dataset
+
+COLUMNS: Final = (
+    "path", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+    "SOPClassUID", "Modality", "SeriesNumber", "InstanceNumber", "TransferSyntaxUID",
+    "Rows", "Columns", "NumberOfFrames", "size", "sha256",
+)
+_KEYWORDS: Final = COLUMNS[1:13]
+# OWASP CSV injection: a spreadsheet must not read a text value as a formula.
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(header: Dataset, keyword: str) -> str:
+    if keyword == "TransferSyntaxUID":
+        meta = getattr(header, "file_meta", None)
+        value = meta.get("TransferSyntaxUID", "") if meta is not None else ""
+    else:
+        value = header.get(keyword, "")
+    text = "" if value is None else str(value)
+    if keyword == "PatientID" and text.startswith(_FORMULA_START):
+        text = "'" + text
+    return text
+
+
+class Manifest:
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+        self._writer.writerow(COLUMNS)
+        self._current: list[str] | None = None
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self.rows = 0
+
+    def start(self, path: str, header: Dataset) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # odd values are written as pydicom reads them
+            self._current = [path, *(_text(header, k) for k in _KEYWORDS)]
+        self._sha = hashlib.sha256()
+        self._size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._sha.update(data)
+        self._size += len(data)
+
+    def end(self) -> None:
+        assert self._current is not None
+        self._writer.writerow([*self._current, str(self._size), self._sha.hexdigest()])
+        self._current = None
+        self.rows += 1
+
+    def render(self) -> bytes:
+        return self._buffer.getvalue().encode("utf-8")
