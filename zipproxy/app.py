@@ -30,8 +30,8 @@ from .errors import (
 )
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import negotiate
-from .passthrough import forward
-from .retrieve import ASSEMBLER, RESPONSE, match_resource, stream_zip
+from .passthrough import RESPONSE, SENT, forward
+from .retrieve import ASSEMBLER, match_resource, stream_zip
 from .upstream import Upstream, make_session
 
 log = logging.getLogger("zipproxy")
@@ -72,6 +72,13 @@ def error_response(exc: ZipProxyError) -> web.Response:
     return web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
 
 
+def _cut(request: web.Request) -> None:
+    """Abort the connection: no last chunk, no central directory, the client sees a failed
+    transfer, never a complete-looking ZIP."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
 @web.middleware
 async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Domain errors become HTTP answers here; every request gets one log line and metrics."""
@@ -79,7 +86,6 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
     started = time.monotonic()
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
     outcome, status, error = "ok", 500, None
-    prepared: web.StreamResponse | None = None
     try:
         response = await handler(request)
         status = response.status
@@ -96,35 +102,43 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
             metrics.upstream_errors.labels(error).inc()
         prepared = cast(web.StreamResponse | None, request.get(RESPONSE))
         if prepared is not None and prepared.prepared:
-            # The ZIP has started: cut the connection so the client sees a failed transfer
-            # (no last chunk, no central directory), never a complete-looking ZIP.
-            outcome, status = "zip-aborted", prepared.status
-            metrics.zip_aborted.labels(error).inc()
-            log.warning("aborting ZIP stream: %s", exc.reason,
+            # The answer has started: it can only be cut, never completed falsely.
+            outcome, status = "aborted", prepared.status
+            if request.get(IS_ZIP):
+                metrics.zip_aborted.labels(error).inc()
+            log.warning("aborting the response: %s", exc.reason,
                         extra={"request_id": request_id, "error": error})
-            if request.transport is not None:
-                request.transport.abort()
+            _cut(request)
             return prepared
         status = exc.status
         outcome = "upstream-status" if isinstance(exc, UpstreamStatus) else "refused"
         if request.get(IS_ZIP):
             metrics.zip_refused.labels(str(status)).inc()
         return error_response(exc)
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        # The client went away (aiohttp cancels the handler, or a write fails): the upstream
+        # request is closed by the handler's ``finally``; nothing is left to answer.
         outcome, error = "client-gone", "ClientDisconnected"
+        prepared = request.get(RESPONSE)
+        status = prepared.status if prepared is not None else 499
         if request.get(IS_ZIP):
             metrics.zip_aborted.labels(error).inc()
-        raise
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        _cut(request)
+        return cast(web.StreamResponse, prepared) if prepared is not None else web.Response()
     finally:
-        sent = request.get(RESPONSE) or prepared
-        sent_bytes = sent.body_length if sent is not None else None
+        sent = request.get(RESPONSE)
+        sent_bytes = sent.get(SENT, 0) if sent is not None else 0
         assembler = request.get(ASSEMBLER)
         instances = assembler.instances if assembler is not None else None
-        if request.get(IS_ZIP) and sent_bytes:
+        if request.get(IS_ZIP):
             metrics.zip_bytes.inc(sent_bytes)
             metrics.zip_instances.inc(instances or 0)
-        log.info(
-            "%s %s %s", request.method, request.path, status,
+        # Probes and scrapes every few seconds would drown the log: they go at debug level.
+        level = logging.DEBUG if request.path.startswith("/-/") and status < 400 else logging.INFO
+        log.log(
+            level, "%s %s %s", request.method, request.path, status,
             extra={"request_id": request_id, "method": request.method, "path": request.path,
                    "status": status, "outcome": outcome, "error": error, "bytes": sent_bytes,
                    "instances": instances,

@@ -37,6 +37,9 @@ def run_worker(settings: Settings) -> None:
         reuse_port=settings.workers > 1,
         print=None,
         handle_signals=True,
+        # A client that leaves before the upstream answered cancels the handler, which closes
+        # the upstream request at once instead of holding it (and a stream slot) until timeout.
+        handler_cancellation=True,
     )
 
 

@@ -7,10 +7,15 @@ retrieval the other way). ``X-Forwarded-For/Proto/Host`` are added.
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .upstream import Upstream, body_chunks, end_to_end
+
+RESPONSE: Final = "zipproxy.response"  # request key: the prepared response (ZIP or pass-through)
+SENT: Final = "zipproxy.sent"  # response key: body bytes handed to the client connection
 
 
 def forwarded_headers(request: web.Request, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
@@ -39,10 +44,16 @@ async def forward(request: web.Request, upstream: Upstream) -> web.StreamRespons
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit():
             out.content_length = int(length)
+        request[RESPONSE] = out
         await out.prepare(request)
         if request.method != "HEAD":
-            async for chunk in body_chunks(resp):
-                await out.write(chunk)
+            sent = 0
+            try:
+                async for chunk in body_chunks(resp):
+                    await out.write(chunk)
+                    sent += len(chunk)
+            finally:
+                out[SENT] = sent
         await out.write_eof()
         return out
     finally:

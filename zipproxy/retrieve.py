@@ -27,14 +27,13 @@ from .config import Settings
 from .errors import BadRequest, ClientStalled, MultipartError
 from .multipart import boundary_from_content_type
 from .negotiation import ZipRequest, is_valid_uid
-from .passthrough import forwarded_headers
+from .passthrough import RESPONSE, SENT, forwarded_headers
 from .upstream import Upstream, body_chunks
 
 _RESOURCE: Final = re.compile(
     r"^(?P<prefix>(?:/[^/]+)*?)/studies/(?P<study>[^/]+)"
     r"(?:/series/(?P<series>[^/]+)(?:/instances/(?P<instance>[^/]+))?)?$"
 )
-RESPONSE: Final = "zipproxy.response"  # request key: the prepared ZIP response
 ASSEMBLER: Final = "zipproxy.assembler"  # request key: the ZipAssembler (counts for logs)
 THREAD_MIN: Final = 256 * 1024  # deflate chunks at least this big run off the event loop
 WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size
@@ -234,5 +233,6 @@ async def _write_one(out: web.StreamResponse, data: Buffer, timeout: float) -> N
     try:
         async with asyncio.timeout(timeout):
             await out.write(data)
+        out[SENT] = out.get(SENT, 0) + len(data)
     except TimeoutError as exc:
         raise ClientStalled(f"client read nothing for {timeout:g} s") from exc
