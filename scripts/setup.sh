@@ -28,9 +28,13 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-if [ $want_test = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test]'
-else
-  .venv/bin/python -m pip install -q -e .
+extra=""
+[ $want_test = 1 ] && extra="[test]"
+log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+       .venv/bin/python -m pip install -q -e ".$extra"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "setup: pip install failed" >&2
+  exit 1
 fi
+rm -f "$log"
