@@ -107,7 +107,9 @@ class StudyInfo:
 
 
 def _make_uid(*parts: object) -> str:
-    return str(_uid.generate_uid(UID_PREFIX, [repr(p) for p in parts]))
+    # One entropy source: pydicom joins several without a separator, so ("x", 1, 11) and
+    # ("x", 11, 1) would give the same UID.
+    return str(_uid.generate_uid(UID_PREFIX, [repr(parts)]))
 
 
 _PATTERN = bytes(range(256)) * 2
