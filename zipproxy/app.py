@@ -31,7 +31,7 @@ from .errors import (
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import negotiate
 from .passthrough import RESPONSE, SENT, forward
-from .retrieve import ASSEMBLER, match_resource, stream_zip
+from .retrieve import ASSEMBLER, match_resource, single_plan, stream_zip
 from .upstream import Upstream, make_session
 
 log = logging.getLogger("zipproxy")
@@ -167,8 +167,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             if zipreq is not None and resource is not None:
                 request[IS_ZIP] = True
                 authorization = _link_authorization(request, raw_path)
+                plan = single_plan(request, resource, zipreq, str(upstream.origin))
                 with request.app[STREAMS]:
-                    return await stream_zip(request, resource, zipreq, upstream, settings,
+                    return await stream_zip(request, plan, zipreq, upstream, settings,
                                             on_start=request.app[METRICS].zip_started.inc,
                                             authorization=authorization)
     if links.PARAM in request.rel_url.query:

@@ -21,7 +21,7 @@ from pydicom import Dataset
 
 from .archive import ArchiveWriter, Buffer
 from .dicomdir import DicomDirBuilder
-from .dicomheader import HeaderParser
+from .dicomheader import HeaderParser, pydicom_quietly
 from .errors import InstanceError, MultipartError, NoInstances
 from .manifest import Manifest
 from .multipart import MultipartSplitter, PartData, PartStart
@@ -65,7 +65,6 @@ class ZipAssembler:
 
     def __init__(
         self,
-        boundary: str,
         readme: bytes,
         *,
         header_limit: int,
@@ -74,7 +73,7 @@ class ZipAssembler:
         file_set_id: str = "",
         manifest: bool = True,
     ) -> None:
-        self._splitter = MultipartSplitter(boundary)
+        self._splitter: MultipartSplitter | None = None
         self._writer = ArchiveWriter(hold_limit=hold_limit, deflate_level=deflate_level)
         self._dicomdir = DicomDirBuilder(file_set_id)
         self._layout = Layout()
@@ -94,12 +93,19 @@ class ZipAssembler:
     def bytes_written(self) -> int:
         return self._writer.bytes_written
 
-    @property
-    def wants_thread(self) -> bool:
-        """The open entry is deflated: big chunks are better compressed off the event loop."""
-        return self._writer.streaming
+    def begin_body(self, boundary: str) -> None:
+        """The next upstream body (one per study or series of a collection) begins."""
+        assert self._splitter is None, "the previous body was not ended"
+        self._splitter = MultipartSplitter(boundary)
+
+    def end_body(self) -> None:
+        """That body ended: raise unless it was whole (closing boundary seen)."""
+        assert self._splitter is not None
+        self._splitter.eof()
+        self._splitter = None
 
     def feed(self, chunk: bytes) -> list[Buffer]:
+        assert self._splitter is not None, "begin_body() first"
         out: list[Buffer] = []
         for event in self._splitter.feed(chunk):
             if isinstance(event, PartData):
@@ -141,8 +147,9 @@ class ZipAssembler:
         if not self.started:
             self.started = True
             out += self._writer.add("README.TXT", self._readme)
-        study = str(header.get("StudyInstanceUID", "") or "")
-        series = str(header.get("SeriesInstanceUID", "") or "")
+        with pydicom_quietly():
+            study = str(header.get("StudyInstanceUID", "") or "")
+            series = str(header.get("SeriesInstanceUID", "") or "")
         file_id = self._layout.file_id(study, series)
         self._dicomdir.add(header, file_id)
         name = "/".join(file_id)
@@ -158,8 +165,9 @@ class ZipAssembler:
         return out
 
     def finish(self, comment: str = "") -> list[Buffer]:
-        """The body ended: check it was whole, then the DICOMDIR and the central directory."""
-        self._splitter.eof()
+        """Every body ended: MANIFEST.CSV, the DICOMDIR and the central directory."""
+        if self._splitter is not None:
+            self.end_body()
         if self._in_part:  # pragma: no cover - eof() already refuses a body cut inside a part
             raise MultipartError("multipart body ended inside a part")
         if not self.instances:

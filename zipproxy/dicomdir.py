@@ -47,7 +47,6 @@ import hashlib
 import re
 import struct
 import uuid
-import warnings
 from typing import Any, Final
 
 from pydicom.charset import convert_encodings
@@ -63,6 +62,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, ge
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from . import __version__
+from .dicomheader import pydicom_quietly
 from .errors import DuplicateInstance, InstanceError
 
 # Implementation Class UID (PS3.7 D.3.3.2): a UUID-derived UID (PS3.5 B.2) under 2.25, from a
@@ -220,9 +220,7 @@ class DicomDirBuilder:
         if not 1 <= len(file_id) <= 8 or not all(
                 isinstance(c, str) and _FILE_ID_COMPONENT.fullmatch(c) for c in file_id):
             raise ValueError(f"invalid File ID {file_id!r} (PS3.10 8.2)")
-        with warnings.catch_warnings():
-            # Values pydicom has to convert (sequences, binary keys) may warn on odd input.
-            warnings.simplefilter("ignore")
+        with pydicom_quietly():  # converting odd values (sequences, binary keys) may warn
             self._add(header, file_id)
 
     def _add(self, header: Dataset, file_id: tuple[str, ...]) -> None:

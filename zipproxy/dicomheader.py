@@ -24,8 +24,11 @@ prefix is inflated here (capped at ``limit``) and the data set parsed from it.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -34,6 +37,22 @@ from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .errors import InstanceError
+
+_PYDICOM_LOCK = threading.Lock()
+
+
+@contextmanager
+def pydicom_quietly() -> Iterator[None]:
+    """pydicom work with its warnings silenced, one thread at a time.
+
+    pydicom warns on odd input (VR mismatch, missing delimiters, cut data) where our own checks
+    decide. ``warnings.catch_warnings`` swaps process-wide state, so two threads using it at
+    once could leave the filters wrong; pydicom holds the GIL anyway, so serializing costs
+    nothing.
+    """
+    with _PYDICOM_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 DEFAULT_LIMIT: Final = 4 * 1024 * 1024
 _MIN_STEP: Final = 64 * 1024  # never re-parse for less growth than this
@@ -156,10 +175,7 @@ class HeaderParser:
 
         inflater: zlib._Decompress | None = None
         try:
-            with warnings.catch_warnings():
-                # pydicom warns on odd input (VR mismatch, missing delimiters, cut data);
-                # completeness is decided below, so the warnings carry no information.
-                warnings.simplefilter("ignore")
+            with pydicom_quietly():  # completeness is decided below, not by pydicom's warnings
                 deflated = _deflated_meta(data)
                 if deflated is None:
                     fp = _TrackedBytesIO(data)

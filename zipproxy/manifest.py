@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import warnings
 from typing import Final
 
 from pydicom import Dataset
+
+from .dicomheader import pydicom_quietly
 
 COLUMNS: Final = (
     "path", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
@@ -47,8 +48,7 @@ class Manifest:
         self.rows = 0
 
     def start(self, path: str, header: Dataset) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # odd values are written as pydicom reads them
+        with pydicom_quietly():  # odd values are written as pydicom reads them
             self._current = [path, *(_text(header, k) for k in _KEYWORDS)]
         self._sha = hashlib.sha256()
         self._size = 0

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import unquote
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from . import __version__
 from .archive import Buffer
@@ -35,7 +36,8 @@ _RESOURCE: Final = re.compile(
     r"(?:/series/(?P<series>[^/]+)(?:/instances/(?P<instance>[^/]+))?)?$"
 )
 ASSEMBLER: Final = "zipproxy.assembler"  # request key: the ZipAssembler (counts for logs)
-THREAD_MIN: Final = 256 * 1024  # deflate chunks at least this big run off the event loop
+THREAD_MIN: Final = 64 * 1024  # chunks at least this big are processed off the event loop
+SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
 WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size
 
 
@@ -128,83 +130,117 @@ def readme_text(resource: Resource, zipreq: ZipRequest, origin: str) -> bytes:
     return text.encode("ascii", "replace")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one ZIP holds: the upstream retrieves to run, one after another, and its names."""
+
+    sources: tuple[str, ...]  # raw upstream paths: …/studies/{uid}[/series/{uid}[/instances/…]]
+    query: str  # raw query string forwarded with every retrieve
+    filename: str  # Content-Disposition filename (UIDs or counts only, never patient data)
+    readme: bytes
+
+
+def single_plan(request: web.Request, resource: Resource, zipreq: ZipRequest,
+                origin: str) -> Plan:
+    return Plan((request.rel_url.raw_path,), query_without(request.rel_url.raw_query_string),
+                resource.filename(), readme_text(resource, zipreq, origin))
+
+
+def upstream_headers(request: web.Request, authorization: str | None) -> CIMultiDict[str]:
+    """The client's end-to-end headers for upstream GETs the proxy makes on its behalf.
+
+    ``authorization`` (a signed link) replaces the client's Authorization and Cookie headers
+    with the proxy's own upstream credentials ("" = none)."""
+    drop = ["Accept", "Accept-Encoding", "Range", "If-Range", "If-None-Match",
+            "If-Modified-Since", "Content-Length", "Content-Type"]
+    if authorization is not None:
+        drop += ["Authorization", "Cookie"]
+    headers = forwarded_headers(request, drop=tuple(drop))
+    if authorization:
+        headers["Authorization"] = authorization
+    return headers
+
+
+async def _bodies(plan: Plan, upstream: Upstream, headers: CIMultiDict[str],
+                  assembler: ZipAssembler) -> AsyncGenerator[bytes, None]:
+    """Every source's multipart body in turn, framed for the assembler."""
+    for path in plan.sources:
+        resp = await upstream.open("GET", upstream.url(path, plan.query), headers)
+        try:
+            if resp.status != 200:
+                raise await upstream.error_from(resp)
+            boundary, params = boundary_from_content_type(resp.headers.get("Content-Type"))
+            if params.get("type", "application/dicom").lower() != "application/dicom":
+                raise MultipartError(f"upstream multipart type is {params['type'][:60]!r}, "
+                                     "not application/dicom")
+            assembler.begin_body(boundary)
+            async for chunk in body_chunks(resp):
+                yield chunk
+            assembler.end_body()
+        finally:
+            resp.close()
+
+
 async def stream_zip(
     request: web.Request,
-    resource: Resource,
+    plan: Plan,
     zipreq: ZipRequest,
     upstream: Upstream,
     settings: Settings,
     on_start: Callable[[], None] = lambda: None,
     authorization: str | None = None,
 ) -> web.StreamResponse:
-    """Stream the resource as a DICOM ZIP. ``authorization`` (a signed link) replaces the
-    client's Authorization and Cookie headers with the proxy's own upstream credentials ("" =
-    none)."""
-    url = upstream.url(request.rel_url.raw_path,
-                       query_without(request.rel_url.raw_query_string))
-    drop = ["Accept", "Accept-Encoding", "Range", "If-Range", "If-None-Match",
-            "If-Modified-Since", "Content-Length", "Content-Type"]
-    if authorization is not None:  # a signed link: the proxy's credentials, not the client's
-        drop += ["Authorization", "Cookie"]
-    headers = forwarded_headers(request, drop=tuple(drop))
-    if authorization:
-        headers["Authorization"] = authorization
+    """Stream the plan's sources as one DICOM ZIP."""
+    headers = upstream_headers(request, authorization)
     headers["Accept"] = zipreq.upstream_accept()
-    resp = await upstream.open("GET", url, headers)
+    assembler = ZipAssembler(
+        plan.readme,
+        header_limit=settings.header_limit, hold_limit=settings.hold_limit,
+        deflate_level=settings.deflate_level,
+        manifest=manifest_wanted(request, settings.manifest),
+    )
+    request[ASSEMBLER] = assembler
+    chunks = _bodies(plan, upstream, headers, assembler)
     try:
-        if resp.status != 200:
-            raise await upstream.error_from(resp)
-        boundary, params = boundary_from_content_type(resp.headers.get("Content-Type"))
-        if params.get("type", "application/dicom").lower() != "application/dicom":
-            raise MultipartError(f"upstream multipart type is {params['type'][:60]!r}, "
-                                 "not application/dicom")
-        origin = str(upstream.origin)
-        assembler = ZipAssembler(
-            boundary, readme_text(resource, zipreq, origin),
-            header_limit=settings.header_limit, hold_limit=settings.hold_limit,
-            deflate_level=settings.deflate_level,
-            manifest=manifest_wanted(request, settings.manifest),
-        )
-        request[ASSEMBLER] = assembler
-        chunks = body_chunks(resp)
-        first = await _until_started(assembler, chunks)
+        # 1. Until the first instance header parsed, every failure is a plain HTTP error.
+        first: list[Buffer] = []
+        async for chunk in chunks:
+            first += assembler.feed(chunk)
+            if assembler.started:
+                break
+        else:
+            first += assembler.finish()  # raises: zero instances (404) or a cut body
         out = web.StreamResponse(status=200, headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{resource.filename()}"',
+            "Content-Disposition": f'attachment; filename="{plan.filename}"',
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
         })
         request[RESPONSE] = out
         await out.prepare(request)
+        if request.transport is not None:
+            # Let the kernel drain a few MiB while the next chunk is processed; 64 KiB (the
+            # asyncio default) makes every write wait for the client.
+            request.transport.set_write_buffer_limits(high=SEND_BUFFER)
         on_start()
         if request.method == "HEAD":
             return out
+        # 2. From here on a failure aborts the connection (see app.errors_and_log).
         await _write(out, first, settings.read_timeout)
         async for chunk in chunks:
+            # CRC-32, SHA-256 and deflate release the GIL on big buffers: in a worker thread
+            # they overlap with the event loop receiving the next bytes and sending these.
             pieces = (await asyncio.to_thread(assembler.feed, chunk)
-                      if assembler.wants_thread and len(chunk) >= THREAD_MIN
-                      else assembler.feed(chunk))
+                      if len(chunk) >= THREAD_MIN else assembler.feed(chunk))
             await _write(out, pieces, settings.read_timeout)
+        # 3. MANIFEST.CSV, DICOMDIR (last entry) and the central directory.
         tail = (await asyncio.to_thread(assembler.finish) if assembler.instances > 2000
                 else assembler.finish())
         await _write(out, tail, settings.read_timeout)
         await out.write_eof()
         return out
     finally:
-        resp.close()
-
-
-async def _until_started(assembler: ZipAssembler, chunks: AsyncIterator[bytes]) -> list[Buffer]:
-    """Read until the first instance header parsed; errors until then are plain HTTP errors."""
-    pieces: list[Buffer] = []
-    async for chunk in chunks:
-        pieces += assembler.feed(chunk)
-        if assembler.started:
-            return pieces
-    # The body ended before any instance started: finish() names what was wrong (zero parts,
-    # no closing boundary, ...); if it somehow succeeds there is still nothing to send.
-    pieces += assembler.finish()
-    raise MultipartError("upstream body ended before the first instance")  # pragma: no cover
+        await chunks.aclose()
 
 
 async def _write(out: web.StreamResponse, pieces: list[Buffer], timeout: float) -> None:
