@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from . import links
+from .collection import match_search, plan_search
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -31,7 +32,7 @@ from .errors import (
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import negotiate
 from .passthrough import RESPONSE, SENT, forward
-from .retrieve import ASSEMBLER, match_resource, single_plan, stream_zip
+from .retrieve import ASSEMBLER, match_resource, single_plan, stream_zip, upstream_headers
 from .upstream import Upstream, make_session
 
 log = logging.getLogger("zipproxy")
@@ -151,27 +152,34 @@ def _mentions_zip(header: str, params: list[str]) -> bool:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """ZIP when the path is a study/series/instance and negotiation picks it; else pass through."""
+    """A ZIP when the path is a study, series or instance (or a study/series search) and
+    negotiation picks application/zip; everything else passes through."""
     settings = request.app[SETTINGS]
     upstream = request.app[UPSTREAM]
-    if request.method in ("GET", "HEAD"):
-        raw_path = request.rel_url.raw_path
-        accept_params = request.rel_url.query.getall("accept", [])
-        # Only a request that mentions zip is negotiated here: anything else stays transparent,
-        # even an odd Accept header the upstream may tolerate.
-        if "/studies/" in raw_path and _mentions_zip(request.headers.get("Accept", ""),
-                                                     accept_params):
-            zipreq = negotiate(request.headers.get("Accept"), accept_params,
-                               prefer_zip_on_tie=settings.prefer_zip_on_tie)
-            resource = match_resource(raw_path) if zipreq is not None else None
-            if zipreq is not None and resource is not None:
-                request[IS_ZIP] = True
-                authorization = _link_authorization(request, raw_path)
-                plan = single_plan(request, resource, zipreq, str(upstream.origin))
-                with request.app[STREAMS]:
-                    return await stream_zip(request, plan, zipreq, upstream, settings,
-                                            on_start=request.app[METRICS].zip_started.inc,
-                                            authorization=authorization)
+    raw_path = request.rel_url.raw_path
+    accept_params = request.rel_url.query.getall("accept", [])
+    # Only a request that mentions zip is negotiated here: anything else stays transparent,
+    # even an odd Accept header the upstream may tolerate.
+    if (request.method in ("GET", "HEAD") and "/studies" in raw_path
+            and _mentions_zip(request.headers.get("Accept", ""), accept_params)):
+        zipreq = negotiate(request.headers.get("Accept"), accept_params,
+                           prefer_zip_on_tie=settings.prefer_zip_on_tie)
+        resource = match_resource(raw_path) if zipreq is not None else None
+        search = match_search(raw_path) if zipreq is not None and not resource else None
+        if zipreq is not None and (resource or search):
+            request[IS_ZIP] = True
+            authorization = _link_authorization(request, raw_path)
+            with request.app[STREAMS]:
+                if resource is not None:
+                    plan = single_plan(request, resource, zipreq, str(upstream.origin))
+                else:
+                    assert search is not None
+                    plan = await plan_search(request, search, upstream,
+                                             upstream_headers(request, authorization),
+                                             settings.max_collection)
+                return await stream_zip(request, plan, zipreq, upstream, settings,
+                                        on_start=request.app[METRICS].zip_started.inc,
+                                        authorization=authorization)
     if links.PARAM in request.rel_url.query:
         raise BadRequest("a signed link (zp-link) only opens a study or series as a ZIP")
     request.app[METRICS].passthrough.labels(request.method).inc()

@@ -113,6 +113,8 @@ OPTIONS: tuple[Option, ...] = (
            "when application/zip and another type have the same q, answer a ZIP"),
     Option("max_streams", _positive_int, "32",
            "concurrent ZIP streams per worker; beyond it 503 with Retry-After"),
+    Option("max_collection", _positive_int, "100",
+           "studies (or series) one collection ZIP may hold; a search matching more gets 413"),
     Option("header_limit", _size, "4M",
            "bytes of an instance buffered to parse its header; larger headers abort the ZIP"),
     Option("hold_limit", _size, "8M",
@@ -143,6 +145,7 @@ class Settings:
     workers: int = 1
     prefer_zip_on_tie: bool = False
     max_streams: int = 32
+    max_collection: int = 100
     header_limit: int = 4 << 20
     hold_limit: int = 8 << 20
     deflate_level: int = 0

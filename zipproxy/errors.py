@@ -8,6 +8,7 @@ Library errors (aiohttp, pydicom, zipstream-ng) are translated into these at one
     │   ├── BadRequest               -- 400 (malformed Accept/accept=, bad UID, mixed media types)
     │   ├── Forbidden                -- 403 (invalid or expired signed download link)
     │   ├── NotAcceptable            -- 406 (nothing acceptable, unsupported transfer syntax)
+    │   ├── TooLarge                 -- 413 (a collection search matched more than the limit)
     │   └── TooManyStreams           -- 503 with Retry-After (concurrent ZIP stream limit)
     ├── UpstreamError                -- the upstream failed before the first ZIP byte
     │   ├── UpstreamUnreachable      -- 502 (refused, DNS, reset before the status line)
@@ -50,6 +51,10 @@ class Forbidden(RequestError):
 
 class NotAcceptable(RequestError):
     status = 406
+
+
+class TooLarge(RequestError):
+    status = 413
 
 
 class TooManyStreams(RequestError):

@@ -1,0 +1,102 @@
+"""Collections: a QIDO search as one DICOM ZIP, checked against what QIDO itself lists."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import Proxy
+from test_zip_core import curl
+from zipcheck import check_all
+
+from zipproxy.demo.orthanc import SampleUpstream
+
+
+def qido_studies(orthanc: SampleUpstream, query: str) -> set[str]:
+    r = requests.get(f"{orthanc.dicomweb}/studies?{query}", timeout=30)
+    assert r.status_code == 200
+    return {item["0020000D"]["Value"][0] for item in r.json()}
+
+
+def expected_sops(orthanc: SampleUpstream, study_uids: set[str]) -> set[str]:
+    return {sop for s in orthanc.studies if s.study_uid in study_uids for sop in s.sop_uids}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["PatientID=ZP-MR-001", "StudyDate=20240101-20241231", "ModalitiesInStudy=CT", ""],
+)
+def test_collection_is_exactly_what_qido_lists(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path, query: str
+) -> None:
+    studies = qido_studies(orthanc, query)
+    assert studies  # the search finds something, or the test proves nothing
+    out = tmp_path / "c.zip"
+    headers = curl(f"{proxy.url}/dicom-web/studies?{query}&accept=application/zip", out)
+    assert headers["content-disposition"] == (f'attachment; filename="studies-{len(studies)}.zip"')
+    info = check_all(out)
+    assert {r.sop_instance_uid for r in info.records} == expected_sops(orthanc, studies)
+    assert {s.StudyInstanceUID for s in info.studies} == studies
+    patients = {s.patient_id for s in orthanc.studies if s.study_uid in studies}
+    assert len(info.patients) == len(patients)
+    with zipfile.ZipFile(out) as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("MANIFEST.CSV").decode())))
+        assert {r["StudyInstanceUID"] for r in rows} == studies
+        for row in rows:
+            assert hashlib.sha256(zf.read(row["path"])).hexdigest() == row["sha256"]
+        folders = {name.split("/")[1] for name in zf.namelist() if name.startswith("DICOM/")}
+    assert folders == {f"ST{i:06d}" for i in range(1, len(studies) + 1)}
+
+
+def test_series_collection(proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path) -> None:
+    study = orthanc.studies[3]  # CT, XA, SR, KO, DOC series
+    r = requests.get(f"{orthanc.dicomweb}/studies/{study.study_uid}/series?Modality=CT", timeout=30)
+    series = {item["0020000E"]["Value"][0] for item in r.json()}
+    assert series
+    out = tmp_path / "s.zip"
+    curl(
+        f"{proxy.url}/dicom-web/studies/{study.study_uid}/series?Modality=CT"
+        "&accept=application/zip",
+        out,
+    )
+    info = check_all(out)
+    assert {s.SeriesInstanceUID for s in info.series} == series
+
+
+def test_paging_passes_through(proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path) -> None:
+    out = tmp_path / "p.zip"
+    curl(f"{proxy.url}/dicom-web/studies?limit=2&offset=1&accept=application/zip", out)
+    assert len(check_all(out).studies) == 2
+
+
+@pytest.fixture(scope="module")
+def small_proxy(
+    orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxy]:
+    p = Proxy(orthanc.url, tmp_path_factory.mktemp("small"), "--max-collection", "2")
+    yield p
+    p.stop()
+
+
+def test_limits_answer_413_before_any_byte(small_proxy: Proxy, orthanc: SampleUpstream) -> None:
+    r = requests.get(f"{small_proxy.url}/dicom-web/studies?accept=application/zip", timeout=30)
+    assert r.status_code == 413
+    assert f"matched {len(orthanc.studies)} studies" in r.text and "at most 2" in r.text
+    assert not r.content.startswith(b"PK")
+    r = requests.get(
+        f"{small_proxy.url}/dicom-web/studies?PatientID=NOBODY&accept=application/zip", timeout=30
+    )
+    assert r.status_code == 404
+
+
+def test_plain_qido_still_passes_through(proxy: Proxy, orthanc: SampleUpstream) -> None:
+    via = requests.get(f"{proxy.url}/dicom-web/studies?PatientID=ZP-MR-001", timeout=30)
+    assert via.status_code == 200 and via.headers["Content-Type"].startswith(
+        "application/dicom+json"
+    )

@@ -1,0 +1,130 @@
+"""Collections: every study a QIDO-RS search finds, in one DICOM ZIP with one DICOMDIR.
+
+``GET …/studies?{filters}&accept=application/zip`` (or ``…/studies/{study}/series?{filters}``)
+runs the same search at the upstream (PS3.18 10.6), then retrieves the matches one after another
+into a single ZIP: several PATIENT records where needed, File IDs unique across the collection.
+A search that matches more than ``--max-collection`` studies (or series) gets 413 with the count
+and the limit before any ZIP byte; ``limit``/``offset`` pass through, so a client can take a
+large cohort in slices.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
+from .negotiation import is_valid_uid
+from .retrieve import Plan, query_without
+from .upstream import Upstream
+
+_COLLECTION: Final = re.compile(
+    r"^(?P<prefix>(?:/[^/]+)*?)/studies(?:/(?P<study>[^/]+)/series)?$"
+)
+STUDY_UID: Final = "0020000D"
+SERIES_UID: Final = "0020000E"
+QIDO_LIMIT: Final = 16 * 1024 * 1024  # bytes of QIDO JSON read at most
+
+
+@dataclass(frozen=True)
+class Search:
+    prefix: str
+    study: str | None  # set for a series search within one study
+
+    @property
+    def level(self) -> str:
+        return "series" if self.study else "studies"
+
+
+def match_search(raw_path: str) -> Search | None:
+    match = _COLLECTION.match(raw_path)
+    if match is None:
+        return None
+    study = match.group("study")
+    if study is not None:
+        study = unquote(study)
+        if not is_valid_uid(study):
+            raise BadRequest("study UID is not a valid UID (PS3.5 9.1)")
+    return Search(match.group("prefix"), study)
+
+
+def _uids(found: object, key: str) -> list[str]:
+    if not isinstance(found, list):
+        raise UpstreamBodyError("upstream QIDO answer is not a JSON array")
+    uids: list[str] = []
+    for item in found:
+        try:
+            uid = item[key]["Value"][0]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise UpstreamBodyError(f"upstream QIDO answer lacks ({key[:4]},{key[4:]})") from exc
+        if not isinstance(uid, str) or not is_valid_uid(uid):
+            raise UpstreamBodyError("upstream QIDO answer holds an invalid UID")
+        if uid not in uids:
+            uids.append(uid)
+    return uids
+
+
+async def plan_search(
+    request: web.Request, search: Search, upstream: Upstream, headers: CIMultiDict[str],
+    max_items: int,
+) -> Plan:
+    """Run the search at the upstream with the client's filters and credentials."""
+    raw_query = query_without(request.rel_url.raw_query_string)
+    qido_headers = CIMultiDict(headers)
+    qido_headers["Accept"] = "application/dicom+json"
+    resp = await upstream.open("GET", upstream.url(request.rel_url.raw_path, raw_query),
+                               qido_headers)
+    try:
+        if resp.status == 204:
+            found: object = []
+        elif resp.status != 200:
+            raise await upstream.error_from(resp)
+        else:
+            body = await resp.content.read(QIDO_LIMIT + 1)
+            if len(body) > QIDO_LIMIT:
+                raise TooLarge("the search answer is too large; narrow it or use limit/offset")
+            try:
+                found = json.loads(body or b"[]")
+            except ValueError as exc:
+                raise UpstreamBodyError("upstream QIDO answer is not JSON") from exc
+    finally:
+        resp.close()
+    key = SERIES_UID if search.study else STUDY_UID
+    uids = _uids(found, key)
+    if not uids:
+        raise NoInstances(f"the search matched no {search.level}")
+    if len(uids) > max_items:
+        raise TooLarge(
+            f"the search matched {len(uids)} {search.level}; at most {max_items} fit one ZIP "
+            "(--max-collection): narrow the search or page with limit and offset"
+        )
+    if search.study:
+        sources = tuple(f"{search.prefix}/studies/{search.study}/series/{u}" for u in uids)
+    else:
+        sources = tuple(f"{search.prefix}/studies/{u}" for u in uids)
+    readme = _readme(search, len(uids))
+    filename = f"{search.level}-{len(uids)}.zip"
+    # The retrieves get no query: the client's parameters were QIDO filters.
+    return Plan(sources, "", filename, readme)
+
+
+def _readme(search: Search, count: int) -> bytes:
+    what = (f"{count} series of study {search.study}" if search.study
+            else f"{count} studies")
+    text = "\r\n".join([
+        "DICOM ZIP file-set (PS3.12 Annex V), written by zipproxy following DICOM Supplement 211.",
+        "",
+        f"A collection: {what} found by a QIDO-RS search, retrieved one after another.",
+        "DICOMDIR (the last entry) indexes every instance; MANIFEST.CSV lists them with SHA-256.",
+        "Instances are under DICOM/ as STnnnnnn/SEnnnnnn/IMnnnnnn (study, series, instance).",
+        "",
+        "This archive contains medical images: keep it as confidential as the images themselves.",
+        "",
+    ])
+    return text.encode("ascii", "replace")
