@@ -32,7 +32,14 @@ from .errors import (
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import negotiate
 from .passthrough import RESPONSE, SENT, forward
-from .retrieve import ASSEMBLER, match_resource, single_plan, stream_zip, upstream_headers
+from .retrieve import (
+    ASSEMBLER,
+    match_resource,
+    single_plan,
+    stream_zip,
+    upstream_headers,
+    zip_password,
+)
 from .upstream import Upstream, make_session
 
 log = logging.getLogger("zipproxy")
@@ -169,17 +176,19 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if zipreq is not None and (resource or search):
             request[IS_ZIP] = True
             authorization = _link_authorization(request, raw_path)
+            password = zip_password(request, zipreq, settings)
             with request.app[STREAMS]:
                 if resource is not None:
-                    plan = single_plan(request, resource, zipreq, str(upstream.origin))
+                    plan = single_plan(request, resource, zipreq, str(upstream.origin),
+                                       encrypted=password is not None)
                 else:
                     assert search is not None
                     plan = await plan_search(request, search, upstream,
                                              upstream_headers(request, authorization),
-                                             settings.max_collection)
+                                             settings.max_collection, password is not None)
                 return await stream_zip(request, plan, zipreq, upstream, settings,
                                         on_start=request.app[METRICS].zip_started.inc,
-                                        authorization=authorization)
+                                        authorization=authorization, password=password)
     if links.PARAM in request.rel_url.query:
         raise BadRequest("a signed link (zp-link) only opens a study or series as a ZIP")
     request.app[METRICS].passthrough.labels(request.method).inc()

@@ -22,7 +22,10 @@ from collections.abc import Generator, Iterator
 from typing import Any, Final
 
 from zipstream import ZIP_DEFLATED, ZIP_STORED, ZipStream
-from zipstream.ng import ZipStreamInfo
+from zipstream.ng import ZIP64_LIMIT, ZipStreamInfo
+
+from . import aes as aes_module
+from .aes import AesEntryEncryptor
 
 # zipstream-ng 1.9.3 keeps this flag private; it is ZIP APPNOTE 4.4.4 bit 3.
 _FLAG_DATA_DESCRIPTOR: Final = 1 << 3
@@ -41,23 +44,73 @@ class _ExactStoredInfo(ZipStreamInfo):  # type: ignore[misc]
         yield from iterable or ()
 
 
+class _AesInfo(ZipStreamInfo):  # type: ignore[misc]
+    """A WinZip AE-2 entry (APPNOTE 7.2, WinZip "AES Encryption Information"): method 99, the
+    0x9901 extra field, CRC 0 (AE-2 authenticates with HMAC-SHA1 instead), data = salt and
+    verifier, ciphertext, 10-byte authentication code. With a known size the local header is
+    exact; otherwise the sizes follow in a ZIP64 data descriptor."""
+
+    encryptor: AesEntryEncryptor
+    plain_size: int | None
+
+    def _file_data(
+        self, iterable: Iterator[Buffer] | list[Buffer] | None = None, force_zip64: bool = False
+    ) -> Iterator[Buffer]:
+        enc, size = self.encryptor, self.plain_size
+        self.CRC = 0
+        if size is not None:
+            self.flag_bits &= ~_FLAG_DATA_DESCRIPTOR
+            self.file_size, self.compress_size = size, size + aes_module.OVERHEAD
+            zip64 = self.compress_size > ZIP64_LIMIT
+        else:
+            self.flag_bits |= _FLAG_DATA_DESCRIPTOR
+            zip64 = True
+        yield self.FileHeader(zip64)
+        yield enc.header()
+        for buf in iterable or ():
+            yield enc.encrypt(buf) if buf else b""
+        yield enc.finish()
+        self.file_size = enc.data_size
+        self.compress_size = enc.data_size + aes_module.OVERHEAD
+        if size is None:
+            yield self.DataDescriptor(zip64)
+        elif size != enc.data_size:
+            raise RuntimeError(f"{self.filename}: announced {size} bytes, got {enc.data_size}")
+
+
 class _DicomZipStream(ZipStream):  # type: ignore[misc]
-    """zipstream-ng plus exact-header STORED entries (pinned to zipstream-ng 1.9.3)."""
+    """zipstream-ng plus two entry kinds it lacks (pinned to zipstream-ng 1.9.3): STORED with an
+    exact local header, and WinZip AES-256 (AE-2)."""
 
     def add_exact(self, chunks: list[Buffer], arcname: str, crc: int, size: int) -> None:
         self._enqueue(arcname=arcname, size=size, exact=(chunks, crc, size))
 
-    def _gen_file_entry(self, *, exact: Any = None, **kwargs: Any) -> Iterator[Buffer]:
-        if exact is None:
+    def add_aes(self, data: Iterator[Buffer] | list[Buffer] | _Feed, arcname: str,
+                password: bytes, size: int | None) -> None:
+        self._enqueue(arcname=arcname, size=size, aes=(data, password, size))
+
+    def _gen_file_entry(self, *, exact: Any = None, aes: Any = None,
+                        **kwargs: Any) -> Iterator[Buffer]:
+        if exact is None and aes is None:
             yield from super()._gen_file_entry(**kwargs)
             return
-        chunks, crc, size = exact
-        zinfo = _ExactStoredInfo(kwargs["arcname"])
+        if exact is not None:
+            chunks, crc, size = exact
+            zinfo = _ExactStoredInfo(kwargs["arcname"])
+            zinfo.CRC = crc
+            zinfo.file_size = zinfo.compress_size = size
+            zinfo.compress_type = ZIP_STORED
+        else:
+            chunks, password, size = aes
+            zinfo = _AesInfo(kwargs["arcname"])
+            zinfo.encryptor = aes_module.AesEntryEncryptor(password)
+            zinfo.plain_size = size
+            zinfo.compress_type = aes_module.METHOD_AES
+            zinfo.extra = aes_module.aes_extra_field(ZIP_STORED)
+            zinfo.flag_bits |= aes_module.FLAG_ENCRYPTED
+            zinfo.extract_version = aes_module.VERSION_NEEDED
         zinfo.external_attr = 0o644 << 16
-        zinfo.compress_type = ZIP_STORED
         zinfo._compresslevel = None
-        zinfo.CRC = crc
-        zinfo.file_size = zinfo.compress_size = size
         zinfo.header_offset = self._pos
         for piece in zinfo._file_data(chunks):
             yield self._track(piece)
@@ -83,10 +136,12 @@ class _Feed:
 class ArchiveWriter:
     """Feed entries in order; every method returns the ZIP bytes that are ready to send."""
 
-    def __init__(self, *, hold_limit: int = 8 * 1024 * 1024, deflate_level: int = 0) -> None:
+    def __init__(self, *, hold_limit: int = 8 * 1024 * 1024, deflate_level: int = 0,
+                 password: bytes | None = None) -> None:
         self._zs = _DicomZipStream(compress_type=ZIP_STORED)
         self._hold_limit = hold_limit
         self._deflate_level = deflate_level
+        self._password = password  # set: every entry but README.TXT is AES-256 (AE-2)
         self._name: str | None = None
         self._size: int | None = None
         self._held: list[Buffer] | None = None
@@ -100,13 +155,13 @@ class ArchiveWriter:
     def bytes_written(self) -> int:
         return int(self._zs._pos)
 
-    @property
-    def streaming(self) -> bool:
-        """True while the open entry is streamed (its chunks cost deflate work)."""
-        return self._feed is not None
-
-    def add(self, name: str, data: bytes) -> list[Buffer]:
-        """A whole small entry (README.TXT, DICOMDIR, MANIFEST.CSV)."""
+    def add(self, name: str, data: bytes, *, plain: bool = False) -> list[Buffer]:
+        """A whole small entry (README.TXT, DICOMDIR, MANIFEST.CSV); ``plain`` = never
+        encrypted (README.TXT tells the recipient how to open the archive)."""
+        if self._password is not None and not plain:
+            self._zs.add_aes([data], name, self._password, len(data))
+            self.entries += 1
+            return list(self._zs.file())
         if len(data) > self._hold_limit:
             self.open(name, len(data))
             out = self.write(data)
@@ -119,7 +174,8 @@ class ArchiveWriter:
     def open(self, name: str, size: int | None) -> None:
         assert self._name is None, "an entry is already open"
         self._name, self._size = name, size
-        if size is not None and size > self._hold_limit:
+        # AE-2 needs no CRC, so an encrypted entry of known size streams at once.
+        if size is not None and (size > self._hold_limit or self._password is not None):
             self._start_streaming()
         else:
             self._held, self._held_bytes, self._crc = [], 0, 0
@@ -146,7 +202,10 @@ class ArchiveWriter:
         self.entries += 1
         if self._held is not None:
             held, self._held = self._held, None
-            self._zs.add_exact(held, name, self._crc, self._held_bytes)
+            if self._password is not None:
+                self._zs.add_aes(held, name, self._password, self._held_bytes)
+            else:
+                self._zs.add_exact(held, name, self._crc, self._held_bytes)
             return list(self._zs.file())
         assert self._feed is not None
         self._feed.closed = True
@@ -163,6 +222,10 @@ class ArchiveWriter:
     def _start_streaming(self) -> None:
         assert self._name is not None
         self._feed = _Feed()
+        if self._password is not None:
+            self._zs.add_aes(self._feed, self._name, self._password, self._size)
+            self._gen = self._zs.file()
+            return
         # The announced size lets zipstream-ng decide ZIP64 for this entry alone; unknown → ZIP64.
         self._zs.add(
             self._feed,

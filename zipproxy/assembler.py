@@ -72,9 +72,11 @@ class ZipAssembler:
         deflate_level: int = 0,
         file_set_id: str = "",
         manifest: bool = True,
+        password: bytes | None = None,
     ) -> None:
         self._splitter: MultipartSplitter | None = None
-        self._writer = ArchiveWriter(hold_limit=hold_limit, deflate_level=deflate_level)
+        self._writer = ArchiveWriter(hold_limit=hold_limit, deflate_level=deflate_level,
+                                     password=password)
         self._dicomdir = DicomDirBuilder(file_set_id)
         self._layout = Layout()
         self._readme = readme
@@ -146,7 +148,7 @@ class ZipAssembler:
         out: list[Buffer] = []
         if not self.started:
             self.started = True
-            out += self._writer.add("README.TXT", self._readme)
+            out += self._writer.add("README.TXT", self._readme, plain=True)
         with pydicom_quietly():
             study = str(header.get("StudyInstanceUID", "") or "")
             series = str(header.get("SeriesInstanceUID", "") or "")

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
 from .negotiation import is_valid_uid
-from .retrieve import Plan, query_without
+from .retrieve import ENCRYPTED_NOTE, Plan, query_without
 from .upstream import Upstream
 
 _COLLECTION: Final = re.compile(
@@ -73,6 +73,7 @@ def _uids(found: object, key: str) -> list[str]:
 async def plan_search(
     request: web.Request, search: Search, upstream: Upstream, headers: CIMultiDict[str],
     max_items: int,
+    encrypted: bool = False,
 ) -> Plan:
     """Run the search at the upstream with the client's filters and credentials."""
     raw_query = query_without(request.rel_url.raw_query_string)
@@ -108,13 +109,13 @@ async def plan_search(
         sources = tuple(f"{search.prefix}/studies/{search.study}/series/{u}" for u in uids)
     else:
         sources = tuple(f"{search.prefix}/studies/{u}" for u in uids)
-    readme = _readme(search, len(uids))
+    readme = _readme(search, len(uids), encrypted)
     filename = f"{search.level}-{len(uids)}.zip"
     # The retrieves get no query: the client's parameters were QIDO filters.
     return Plan(sources, "", filename, readme)
 
 
-def _readme(search: Search, count: int) -> bytes:
+def _readme(search: Search, count: int, encrypted: bool) -> bytes:
     what = (f"{count} series of study {search.study}" if search.study
             else f"{count} studies")
     text = "\r\n".join([
@@ -126,5 +127,6 @@ def _readme(search: Search, count: int) -> bytes:
         "",
         "This archive contains medical images: keep it as confidential as the images themselves.",
         "",
+        *(ENCRYPTED_NOTE if encrypted else []),
     ])
     return text.encode("ascii", "replace")

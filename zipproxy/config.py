@@ -122,6 +122,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("deflate_level", _level, "0", "deflate level for streamed (large) entries"),
     Option("manifest", _bool, "true",
            "add MANIFEST.CSV (one row per instance, with SHA-256); ?manifest=false per request"),
+    Option("password_min_length", _positive_int, "8",
+           "shortest password accepted for an encrypted (AES-256) ZIP"),
+    Option("password_query", _bool, "false",
+           "accept ?password= in the URL (URLs end up in histories and logs: off by default)"),
     Option("connect_timeout", _seconds, "10", "seconds to connect to the upstream"),
     Option("read_timeout", _seconds, "60",
            "idle seconds: upstream headers or the next body bytes; also for client writes"),
@@ -150,6 +154,8 @@ class Settings:
     hold_limit: int = 8 << 20
     deflate_level: int = 0
     manifest: bool = True
+    password_min_length: int = 8
+    password_query: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     shutdown_grace: float = 30.0

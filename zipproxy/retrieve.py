@@ -22,6 +22,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from . import __version__
+from .aes import check_password
 from .archive import Buffer
 from .assembler import ZipAssembler
 from .config import Settings
@@ -35,6 +36,12 @@ _RESOURCE: Final = re.compile(
     r"^(?P<prefix>(?:/[^/]+)*?)/studies/(?P<study>[^/]+)"
     r"(?:/series/(?P<series>[^/]+)(?:/instances/(?P<instance>[^/]+))?)?$"
 )
+ENCRYPTED_NOTE: Final = [
+    "Every entry except this README is encrypted with AES-256 (WinZip AE-2). Open it with",
+    "7-Zip, WinZip, Keka or The Unarchiver and the password you chose when downloading;",
+    "Windows Explorer and macOS Archive Utility cannot open AES-encrypted ZIP files.",
+    "",
+]
 ASSEMBLER: Final = "zipproxy.assembler"  # request key: the ZipAssembler (counts for logs)
 THREAD_MIN: Final = 64 * 1024  # chunks at least this big are processed off the event loop
 SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
@@ -83,7 +90,7 @@ def match_resource(raw_path: str) -> Resource | None:
 
 
 def query_without(
-    raw_query: str, names: tuple[str, ...] = ("accept", "zp-link", "manifest")
+    raw_query: str, names: tuple[str, ...] = ("accept", "zp-link", "manifest", "password")
 ) -> str:
     """The raw query string minus the parameters the proxy consumes."""
     kept = [p for p in raw_query.split("&") if p and unquote(p.split("=", 1)[0]) not in names]
@@ -100,7 +107,24 @@ def manifest_wanted(request: web.Request, default: bool) -> bool:
     raise BadRequest("manifest takes one value: true or false")
 
 
-def readme_text(resource: Resource, zipreq: ZipRequest, origin: str) -> bytes:
+def zip_password(request: web.Request, zipreq: ZipRequest, settings: Settings) -> bytes | None:
+    """The password of an encrypted ZIP: the ``password`` media-type parameter (Sup 211 draft),
+    or ``?password=`` when the operator allowed it. Never logged, never echoed."""
+    query = request.rel_url.query.getall("password", [])
+    if query and not settings.password_query:
+        raise BadRequest("the password query parameter is disabled on this proxy (URLs end up "
+                         "in browser histories and server logs); send it in the Accept header: "
+                         'application/zip; password="..."')
+    if len(query) > 1 or (query and zipreq.password is not None):
+        raise BadRequest("give the password once")
+    password = zipreq.password if zipreq.password is not None else (query[0] if query else None)
+    if password is None:
+        return None
+    return check_password(password, settings.password_min_length)
+
+
+def readme_text(resource: Resource, zipreq: ZipRequest, origin: str,
+                encrypted: bool = False) -> bytes:
     """README.TXT (IHE PDI style): nothing in it comes from patient data or the client's headers.
 
     Every variable part is a validated UID, a validated transfer syntax or the configured origin,
@@ -126,6 +150,8 @@ def readme_text(resource: Resource, zipreq: ZipRequest, origin: str) -> bytes:
         "This archive contains medical images: keep it as confidential as the images themselves.",
         "",
     ]
+    if encrypted:
+        lines += ENCRYPTED_NOTE
     text = "\r\n".join(lines)
     return text.encode("ascii", "replace")
 
@@ -141,9 +167,9 @@ class Plan:
 
 
 def single_plan(request: web.Request, resource: Resource, zipreq: ZipRequest,
-                origin: str) -> Plan:
+                origin: str, encrypted: bool = False) -> Plan:
     return Plan((request.rel_url.raw_path,), query_without(request.rel_url.raw_query_string),
-                resource.filename(), readme_text(resource, zipreq, origin))
+                resource.filename(), readme_text(resource, zipreq, origin, encrypted))
 
 
 def upstream_headers(request: web.Request, authorization: str | None) -> CIMultiDict[str]:
@@ -189,8 +215,9 @@ async def stream_zip(
     settings: Settings,
     on_start: Callable[[], None] = lambda: None,
     authorization: str | None = None,
+    password: bytes | None = None,
 ) -> web.StreamResponse:
-    """Stream the plan's sources as one DICOM ZIP."""
+    """Stream the plan's sources as one DICOM ZIP (AES-256 encrypted when ``password``)."""
     headers = upstream_headers(request, authorization)
     headers["Accept"] = zipreq.upstream_accept()
     assembler = ZipAssembler(
@@ -198,6 +225,7 @@ async def stream_zip(
         header_limit=settings.header_limit, hold_limit=settings.hold_limit,
         deflate_level=settings.deflate_level,
         manifest=manifest_wanted(request, settings.manifest),
+        password=password,
     )
     request[ASSEMBLER] = assembler
     chunks = _bodies(plan, upstream, headers, assembler)
