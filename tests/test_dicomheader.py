@@ -219,9 +219,9 @@ def test_parse_attempts_are_geometric(monkeypatch: pytest.MonkeyPatch) -> None:
     attempts = []
     original = HeaderParser._attempt
 
-    def counting(self: HeaderParser, final: bool) -> Dataset | None:
-        attempts.append(len(self._buf))
-        return original(self, final)
+    def counting(self: HeaderParser, data: bytes, final: bool) -> Dataset | None:
+        attempts.append(len(data))
+        return original(self, data, final)
 
     monkeypatch.setattr(HeaderParser, "_attempt", counting)
     header = _feed_all(data[i:i + 1024] for i in range(0, len(data), 1024))

@@ -56,6 +56,7 @@ def pydicom_quietly() -> Iterator[None]:
 
 DEFAULT_LIMIT: Final = 4 * 1024 * 1024
 _MIN_STEP: Final = 64 * 1024  # never re-parse for less growth than this
+_FIRST_ATTEMPT: Final = 16 * 1024  # most headers fit: parse this much first
 _LARGE: Final = 64 * 1024  # an element value at least this long is "bulk"
 _PREFIX_END: Final = 132  # 128-byte preamble + b"DICM" (PS3.10 7.1)
 _BULK_GROUP: Final = 0x7FE00000  # (7FE0,0001..0010): offset tables, (Float) Pixel Data
@@ -108,9 +109,14 @@ class HeaderParser:
         if limit < _PREFIX_END:
             raise ValueError(f"limit must be at least {_PREFIX_END} bytes")
         self._limit = limit
-        self._buf = bytearray()
-        self._next_attempt = 0
+        # The chunks as received (bytes from the network are immutable: kept, not copied); a
+        # prefix of them is joined only when an attempt needs it.
+        self._chunks: list[bytes | memoryview] = []
+        self._size = 0
+        self._next_attempt = 0  # bytes needed before the next attempt
+        self._cap = _FIRST_ATTEMPT  # bytes the next attempt parses at most
         self._overflow = False  # bytes beyond the limit arrived (and were dropped)
+        self._magic_checked = False
         self._header: Dataset | None = None
 
     @property
@@ -120,48 +126,68 @@ class HeaderParser:
     def feed(self, chunk: bytes | memoryview) -> Dataset | None:
         if self._header is not None:
             return None
-        room = self._limit - len(self._buf)
+        room = self._limit - self._size
         if len(chunk) > room:
             self._overflow = True
             chunk = chunk[:room]
-        self._buf += chunk  # copies: the caller's memoryview may alias a reused buffer
-        size = len(self._buf)
-        if size < _PREFIX_END:
+        if isinstance(chunk, memoryview) and not isinstance(chunk.obj, bytes):
+            chunk = bytes(chunk)  # a view of a mutable buffer could change under us
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size < _PREFIX_END:
             return None
-        self._check_magic()
-        if size < self._next_attempt and not self._overflow:
-            return None
-        header = self._attempt(final=False)
-        if header is not None:
-            return self._accept(header)
-        if self._overflow:
-            raise InstanceError(f"instance header larger than the {self._limit}-byte limit")
-        self._next_attempt = max(2 * size, size + _MIN_STEP)
+        if not self._magic_checked:
+            self._check_magic(self._prefix(_PREFIX_END))
+        # Parse a prefix that grows geometrically (the first feed, capped at 16 KiB; then at
+        # least doubling): a typical header is complete at the first attempt, and the total
+        # cost stays O(size) however the data is chunked.
+        while self._size >= self._next_attempt or self._overflow:
+            size = min(self._size, self._cap)
+            header = self._attempt(self._prefix(size), final=False)
+            if header is not None:
+                return self._accept(header)
+            if self._overflow and size == self._size:
+                raise InstanceError(f"instance header larger than the {self._limit}-byte limit")
+            self._cap = max(2 * size, size + _MIN_STEP)
+            # A cut prefix failed: retry at once with more of what is here; else wait for data.
+            self._next_attempt = 0 if size < self._size else self._cap
         return None
 
     def finish(self) -> Dataset:
         if self._header is not None:
             return self._header
-        if len(self._buf) < _PREFIX_END:
+        if self._size < _PREFIX_END:
             raise InstanceError("part is not a DICOM Part-10 file")
-        self._check_magic()
-        header = self._attempt(final=True)
+        data = self._prefix(self._size)
+        self._check_magic(data)
+        header = self._attempt(data, final=True)
         if header is None:  # pragma: no cover - _attempt(final=True) raises instead
             raise InstanceError("instance header is incomplete")
         return self._accept(header)
 
+    def _prefix(self, size: int) -> bytes:
+        """The first ``size`` bytes received, joined."""
+        parts: list[bytes | memoryview] = []
+        have = 0
+        for chunk in self._chunks:
+            if have >= size:
+                break
+            parts.append(chunk[: size - have])
+            have += len(parts[-1])
+        return b"".join(parts)
+
     def _accept(self, header: Dataset) -> Dataset:
         self._header = header
-        self._buf = bytearray()  # the prefix is no longer needed
+        self._chunks = []  # the prefix is no longer needed
         return header
 
-    def _check_magic(self) -> None:
-        if self._buf[128:132] != b"DICM":
+    def _check_magic(self, data: bytes) -> None:
+        if data[128:132] != b"DICM":
             raise InstanceError("part is not a DICOM Part-10 file")
+        self._magic_checked = True
 
-    def _attempt(self, final: bool) -> Dataset | None:
-        """Parse the buffer; return the header if complete, else None (raise if ``final``)."""
-        data = bytes(self._buf)
+    def _attempt(self, data: bytes, final: bool) -> Dataset | None:
+        """Parse ``data``; return the header if complete, else None (raise if ``final``)."""
         fired = False
 
         def stop(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -193,7 +219,7 @@ class HeaderParser:
             if final:
                 raise InstanceError(f"unreadable DICOM instance header: {exc}") from exc
             return None
-        end = len(fp.getbuffer())
+        end = len(data) if inflater is None else len(fp.getbuffer())
         # Complete when the reader stopped on purpose with a whole element header left over
         # (the callback may also fire on a peek at the first element; then the read went on).
         complete = fired and fp.tell() + 8 <= end

@@ -12,6 +12,8 @@ import io
 from typing import Final
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 
 from .dicomheader import pydicom_quietly
 
@@ -25,15 +27,33 @@ _KEYWORDS: Final = COLUMNS[1:13]
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _text(header: Dataset, keyword: str) -> str:
+_TAGS: Final = {k: tag_for_keyword(k) for k in _KEYWORDS}
+
+
+def _text(header: Dataset, keyword: str, little_endian: bool) -> str:
+    """A value as text, from the raw bytes when it is still raw (decoding through pydicom's
+    value conversion costs ~13 µs per element, most of a manifest row)."""
     if keyword == "TransferSyntaxUID":
         meta = getattr(header, "file_meta", None)
-        value = meta.get("TransferSyntaxUID", "") if meta is not None else ""
-    else:
-        value = header.get(keyword, "")
-    text = "" if value is None else str(value)
+        return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    tag = _TAGS[keyword]
+    if tag is None or tag not in header:
+        return ""
+    elem = header.get_item(tag)
+    if isinstance(elem, RawDataElement) and elem.value is not None:
+        raw = elem.value
+        if keyword in ("Rows", "Columns"):  # US
+            return str(int.from_bytes(raw[:2], "little" if little_endian else "big"))
+        if raw.isascii():  # UI, CS, IS and a plain PatientID: no character set involved
+            text = raw.rstrip(b"\0 ").lstrip(b" ").decode("ascii")
+            return _guard(keyword, text)
+    value = header.get(keyword, "")
+    return _guard(keyword, "" if value is None else str(value))
+
+
+def _guard(keyword: str, text: str) -> str:
     if keyword == "PatientID" and text.startswith(_FORMULA_START):
-        text = "'" + text
+        return "'" + text
     return text
 
 
@@ -49,7 +69,8 @@ class Manifest:
 
     def start(self, path: str, header: Dataset) -> None:
         with pydicom_quietly():  # odd values are written as pydicom reads them
-            self._current = [path, *(_text(header, k) for k in _KEYWORDS)]
+            little = header.original_encoding[1] is not False
+            self._current = [path, *(_text(header, k, little) for k in _KEYWORDS)]
         self._sha = hashlib.sha256()
         self._size = 0
 
