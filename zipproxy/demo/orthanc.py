@@ -79,7 +79,7 @@ class Orthanc:
         start_timeout: float = 30.0,
         extra_config: dict[str, Any] | None = None,
     ) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # Orthanc resolves paths from elsewhere
         self.users = dict(users) if users else None
         self.name = name
         self.binary = binary
