@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final, cast
+from typing import Final
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +32,7 @@ from .errors import (
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import negotiate
 from .passthrough import RESPONSE, SENT, forward
+from .rendered import rendered_zip_request, stream_rendered
 from .retrieve import (
     ASSEMBLER,
     match_resource,
@@ -65,12 +66,32 @@ class StreamSlots:
         self.active -= 1
 
 
+class Lifecycle:
+    """The requests in progress, so that SIGTERM can end them after the grace period.
+
+    aiohttp's own ``shutdown_timeout`` waits twice (once for handlers, once more after nudging
+    them) before it cancels, so a ZIP would get twice the grace; zipproxy cancels them itself.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[object]] = set()
+        self.draining = False
+        self.timer: asyncio.Task[None] | None = None
+
+    async def drain(self, grace: float) -> None:
+        self.draining = True
+        await asyncio.sleep(grace)
+        for task in list(self.tasks):
+            task.cancel()  # aborted: the chunked body never gets its last chunk
+
+
 SETTINGS: Final = web.AppKey("settings", Settings)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
 STREAMS: Final = web.AppKey("streams", StreamSlots)
 METRICS: Final = web.AppKey("metrics", Metrics)
+LIFECYCLE: Final = web.AppKey("lifecycle", Lifecycle)
 SIGNER: Final = web.AppKey("signer", links.LinkSigner)
-IS_ZIP: Final = "zipproxy.zip"
+IS_ZIP: Final = web.RequestKey("is_zip", bool)
 
 
 def error_response(exc: ZipProxyError) -> web.Response:
@@ -94,6 +115,10 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
     started = time.monotonic()
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
     outcome, status, error = "ok", 500, None
+    lifecycle = request.app[LIFECYCLE]
+    task = asyncio.current_task()
+    if task is not None:
+        lifecycle.tasks.add(task)
     try:
         response = await handler(request)
         status = response.status
@@ -108,7 +133,7 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
             exc, UpstreamStatus | ClientStalled
         ):
             metrics.upstream_errors.labels(error).inc()
-        prepared = cast(web.StreamResponse | None, request.get(RESPONSE))
+        prepared: web.StreamResponse | None = request.get(RESPONSE)
         if prepared is not None and prepared.prepared:
             # The answer has started: it can only be cut, never completed falsely.
             outcome, status = "aborted", prepared.status
@@ -124,9 +149,12 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
             metrics.zip_refused.labels(str(status)).inc()
         return error_response(exc)
     except (ConnectionResetError, asyncio.CancelledError) as exc:
-        # The client went away (aiohttp cancels the handler, or a write fails): the upstream
-        # request is closed by the handler's ``finally``; nothing is left to answer.
+        # The client went away (aiohttp cancels the handler, or a write fails), or the grace
+        # period after SIGTERM ran out: the upstream request is closed by the handler's
+        # ``finally``; nothing is left to answer.
         outcome, error = "client-gone", "ClientDisconnected"
+        if lifecycle.draining and isinstance(exc, asyncio.CancelledError):
+            outcome, error = "shutdown-aborted", "Shutdown"
         prepared = request.get(RESPONSE)
         status = prepared.status if prepared is not None else 499
         if request.get(IS_ZIP):
@@ -134,8 +162,10 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         if isinstance(exc, asyncio.CancelledError):
             raise
         _cut(request)
-        return cast(web.StreamResponse, prepared) if prepared is not None else web.Response()
+        return prepared if prepared is not None else web.Response()
     finally:
+        if task is not None:
+            lifecycle.tasks.discard(task)
         sent = request.get(RESPONSE)
         sent_bytes = sent.get(SENT, 0) if sent is not None else 0
         assembler = request.get(ASSEMBLER)
@@ -191,6 +221,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
                                         authorization=authorization, password=password)
     if links.PARAM in request.rel_url.query:
         raise BadRequest("a signed link (zp-link) only opens a study or series as a ZIP")
+    rendered = rendered_zip_request(request, settings)  # …/studies/{uid}[/series/{uid}]/rendered
+    if rendered is not None:
+        request[IS_ZIP] = True
+        with request.app[STREAMS]:
+            return await stream_rendered(request, rendered, upstream, settings,
+                                         on_start=request.app[METRICS].zip_started.inc)
     request.app[METRICS].passthrough.labels(request.method).inc()
     return await forward(request, upstream)
 
@@ -249,8 +285,17 @@ def create_app(settings: Settings) -> web.Application:
         session = make_session(settings.connect_timeout, settings.read_timeout)
         app[UPSTREAM] = Upstream(session, settings.upstream)
         yield
+        if lifecycle.timer is not None:
+            lifecycle.timer.cancel()
         await session.close()
 
+    app[LIFECYCLE] = lifecycle = Lifecycle()
+
+    async def start_draining(app: web.Application) -> None:
+        """SIGTERM: listening has stopped; in-flight requests get ``shutdown_grace`` seconds."""
+        lifecycle.timer = asyncio.create_task(lifecycle.drain(settings.shutdown_grace))
+
+    app.on_shutdown.append(start_draining)
     app.cleanup_ctx.append(upstream_session)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

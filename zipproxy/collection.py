@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
 from .negotiation import is_valid_uid
 from .retrieve import ENCRYPTED_NOTE, Plan, query_without
-from .upstream import Upstream
+from .upstream import Upstream, read_bounded
 
 _COLLECTION: Final = re.compile(
     r"^(?P<prefix>(?:/[^/]+)*?)/studies(?:/(?P<study>[^/]+)/series)?$"
@@ -87,8 +87,8 @@ async def plan_search(
         elif resp.status != 200:
             raise await upstream.error_from(resp)
         else:
-            body = await resp.content.read(QIDO_LIMIT + 1)
-            if len(body) > QIDO_LIMIT:
+            body = await read_bounded(resp, QIDO_LIMIT)
+            if body is None:
                 raise TooLarge("the search answer is too large; narrow it or use limit/offset")
             try:
                 found = json.loads(body or b"[]")

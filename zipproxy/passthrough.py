@@ -14,8 +14,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from .upstream import Upstream, body_chunks, end_to_end
 
-RESPONSE: Final = "zipproxy.response"  # request key: the prepared response (ZIP or pass-through)
-SENT: Final = "zipproxy.sent"  # response key: body bytes handed to the client connection
+# The prepared response (ZIP or pass-through), and the body bytes handed to the connection.
+RESPONSE: Final = web.RequestKey("response", web.StreamResponse)
+SENT: Final = web.ResponseKey("sent", int)
 
 
 def forwarded_headers(request: web.Request, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:

@@ -42,7 +42,7 @@ ENCRYPTED_NOTE: Final = [
     "Windows Explorer and macOS Archive Utility cannot open AES-encrypted ZIP files.",
     "",
 ]
-ASSEMBLER: Final = "zipproxy.assembler"  # request key: the ZipAssembler (counts for logs)
+ASSEMBLER: Final = web.RequestKey("assembler", ZipAssembler)  # its counts go in the log
 THREAD_MIN: Final = 64 * 1024  # chunks at least this big are processed off the event loop
 SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
 WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size

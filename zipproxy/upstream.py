@@ -116,6 +116,19 @@ class Upstream:
         return UpstreamStatus(resp.status, reason, headers, body)
 
 
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than ``limit`` (``read(n)`` alone returns only
+    what is buffered)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in body_chunks(resp):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The response body as the network delivers it; failures become UpstreamBodyError."""
     content = resp.content

@@ -22,6 +22,9 @@ and then ends the response in one of these ways (``ending``):
 ``"reset"``   SO_LINGER 0 and close: the proxy gets a TCP RST
 ``"stall"``   send nothing more for ``stall`` seconds (or until the proxy gives up), then close
 
+Generated bodies (:class:`GeneratedBody` of :class:`SyntheticInstance` or :class:`TinySeries`
+instances) are made while they are sent, for bodies too big to hold (gigabytes, 66,000 parts).
+
 ``hang=True`` never sends a status line at all. Every response carries ``Connection: close``,
 so the proxy keeps no pooled upstream connections (file descriptor counts stay comparable).
 """
@@ -29,25 +32,38 @@ so the proxy keeps no pooled upstream connections (file descriptor counts stay c
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 __all__ = [
     "BOUNDARY",
     "DICOM_MULTIPART",
+    "MIB",
     "FakeUpstream",
+    "GeneratedBody",
     "Plan",
     "Seen",
+    "SyntheticInstance",
+    "TinySeries",
     "closing_delimiter",
     "dicom_part",
+    "generated_frames_instance",
+    "generated_uid",
     "multipart_segments",
+    "part10_header",
+    "pattern_chunks",
 ]
 
 BOUNDARY = "fake-upstream-boundary-7c1d0e"
@@ -341,3 +357,258 @@ class FakeUpstream:
         else:  # pragma: no cover - a typo in a test
             raise AssertionError(f"unknown ending {plan.ending!r}")
         return resp
+
+
+# -- generated instances and bodies -------------------------------------------------------------
+#
+# For the load, backpressure, ZIP64 and lifecycle tests: Part-10 instances described rather than
+# stored, and multipart bodies produced segment by segment while the fake sends them, so a body
+# of gigabytes (or of 66,000 parts) never exists whole in the test process.
+
+SC_IMAGE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+SC_MULTIFRAME_BYTE = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte SC
+GENERATED_UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root, as zipproxy.demo uses
+MIB = 1 << 20
+_BLOCK = MIB
+_BLOCK_PATTERN = memoryview(bytes(range(256)) * (_BLOCK // 256))
+
+
+def generated_uid(*parts: object) -> str:
+    """A short deterministic UID (<= 42 characters), so that suffixes still fit in 64."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return f"{GENERATED_UID_ROOT}{int.from_bytes(digest[:6], 'big') + 10**15}"
+
+
+def _element_header(group: int, element: int, vr: bytes, length: int) -> bytes:
+    """Explicit VR Little Endian header of an OB/OW/UN element (2 reserved bytes, 32-bit length)."""
+    return struct.pack("<HH2sHI", group, element, vr, 0, length)
+
+
+def part10_header(
+    *,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    number: int | str,
+    pixel_length: int,
+    rows: int,
+    columns: int,
+    frames: int = 1,
+    patient_id: str = "ZP-GEN-001",
+    patient_name: str = "Generated^Instance",
+    series_number: int = 1,
+) -> bytes:
+    """A Part-10 file (Explicit VR Little Endian, 8-bit Secondary Capture) up to and including
+    the Pixel Data element header; exactly ``pixel_length`` bytes of pixels must follow."""
+    assert pixel_length % 2 == 0 and pixel_length < 0xFFFFFFFF, pixel_length
+    sop_class = SC_MULTIFRAME_BYTE if frames > 1 else SC_IMAGE
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID(GENERATED_UID_ROOT + "77.1")
+    meta.ImplementationVersionName = "ZP_FAKEUPSTREAM"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate, ds.StudyTime = "20240105", "120000"
+    ds.ContentDate, ds.ContentTime = "20240105", "120000"
+    ds.AccessionNumber = ""
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    ds.Manufacturer = "zipproxy tests"
+    ds.ReferringPhysicianName = ""
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyID = "GEN"
+    ds.SeriesNumber = series_number
+    ds.InstanceNumber = number
+    ds.PatientOrientation = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    if frames > 1:
+        ds.NumberOfFrames = frames
+        ds.FrameIncrementPointer = 0x00181063  # Frame Time
+        ds.FrameTime = 40.0
+        ds.BurnedInAnnotation = "NO"
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    out = io.BytesIO()
+    dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue() + _element_header(0x7FE0, 0x0010, b"OB", pixel_length)
+
+
+def pattern_chunks(length: int, seed: int) -> Iterator[bytes]:
+    """``length`` bytes in blocks of 1 MiB; each full block starts with (seed, block index), so a
+    lost, repeated or reordered block changes the CRC and the SHA-256."""
+    for index, start in enumerate(range(0, length, _BLOCK)):
+        size = min(_BLOCK, length - start)
+        block = struct.pack("<QQ", seed, index) + _BLOCK_PATTERN[16:]
+        yield block if size == _BLOCK else block[:size]
+
+
+@dataclass(frozen=True)
+class SyntheticInstance:
+    """``header`` (ends with the Pixel Data element header), ``pixel_length`` bytes of pattern,
+    then, when ``padding_length``, a Data Set Trailing Padding (FFFC,FFFC) OB element of that
+    many bytes (how one instance gets past the 4 GiB a single element length can say)."""
+
+    header: bytes
+    pixel_length: int
+    padding_length: int = 0
+    seed: int = 0
+
+    @property
+    def size(self) -> int:
+        padding = 12 + self.padding_length if self.padding_length else 0
+        return len(self.header) + self.pixel_length + padding
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.header
+        yield from pattern_chunks(self.pixel_length, self.seed)
+        if self.padding_length:
+            yield _element_header(0xFFFC, 0xFFFC, b"OB", self.padding_length)
+            yield from pattern_chunks(self.padding_length, self.seed + 1)
+
+
+def generated_frames_instance(
+    key: str, number: int, frames: int, *, padding_length: int = 0, rows: int = 1024,
+    columns: int = 1024,
+) -> SyntheticInstance:
+    """A multi-frame 8-bit instance of ``frames`` x ``rows`` x ``columns`` bytes of pixels,
+    study and series from ``key``, SOP Instance UID from ``key`` and ``number``."""
+    pixel_length = frames * rows * columns
+    header = part10_header(
+        study_uid=generated_uid(key, "study"),
+        series_uid=generated_uid(key, "series"),
+        sop_uid=generated_uid(key, "instance", number),
+        number=number,
+        pixel_length=pixel_length,
+        rows=rows,
+        columns=columns,
+        frames=frames,
+    )
+    return SyntheticInstance(header, pixel_length, padding_length, seed=number * 2)
+
+
+class TinySeries:
+    """``count`` small single-frame instances of one series (a few hundred bytes each).
+
+    One template is written with pydicom; instance ``i`` is that template with the SOP Instance
+    UID (``uid_base`` + ``.`` + ``1000001 + i``) and the Instance Number (``i + 1``, padded to 8
+    characters) substituted in place, so making one costs microseconds.
+    """
+
+    _NUMBER = "97531864"  # placeholder Instance Number: 8 digits, found once in the template
+
+    def __init__(self, key: str, count: int, *, rows: int = 8, columns: int = 8) -> None:
+        assert 0 < count <= 8_999_999
+        self.key, self.count = key, count
+        self.study_uid = generated_uid(key, "study")
+        self.series_uid = generated_uid(key, "series")
+        self.uid_base = generated_uid(key, "instances")
+        placeholder = self.sop_uid(8_999_998)
+        pixels = bytes(i % 256 for i in range(rows * columns))
+        assert len(pixels) % 2 == 0, "Pixel Data has an even length"
+        template = part10_header(
+            study_uid=self.study_uid,
+            series_uid=self.series_uid,
+            sop_uid=placeholder,
+            number=self._NUMBER,
+            pixel_length=len(pixels),
+            rows=rows,
+            columns=columns,
+            patient_id=f"ZP-TINY-{count}",
+            patient_name="Tiny^Series",
+        ) + pixels
+        self._uid_placeholder = placeholder.encode("ascii")
+        self._number_placeholder = self._NUMBER.encode("ascii")
+        assert template.count(self._uid_placeholder) == 2, "meta + data set"
+        assert template.count(self._number_placeholder) == 1
+        self.template = template
+
+    def sop_uid(self, index: int) -> str:
+        return f"{self.uid_base}.{1_000_001 + index}"
+
+    @property
+    def sop_uids(self) -> list[str]:
+        return [self.sop_uid(i) for i in range(self.count)]
+
+    def instance(self, index: int) -> bytes:
+        assert 0 <= index < self.count, index
+        return self.template.replace(
+            self._uid_placeholder, self.sop_uid(index).encode("ascii")
+        ).replace(self._number_placeholder, f"{index + 1:<8}".encode("ascii"))
+
+
+class GeneratedBody(Sequence[bytes]):
+    """A multipart body of ``count`` instances, ``make(i)`` giving instance ``i`` (bytes or a
+    :class:`SyntheticInstance`), made while it is sent: a ``Plan.segments`` that holds no data.
+
+    Every part carries its Content-Length. Pieces of at least ``coalesce`` bytes are segments of
+    their own (at most 1 MiB each: the pattern blocks); smaller ones are joined up to that size.
+    Iterating again makes the same bytes again. ``len()`` and indexing iterate too (O(body)):
+    the fake only iterates.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        make: Callable[[int], bytes | SyntheticInstance],
+        *,
+        boundary: str = BOUNDARY,
+        close: bool = True,
+        coalesce: int = 256 * 1024,
+    ) -> None:
+        self.parts, self.make, self.boundary = count, make, boundary
+        self.close, self.coalesce = close, coalesce
+
+    def _pieces(self) -> Iterator[bytes]:
+        for index in range(self.parts):
+            item = self.make(index)
+            size = len(item) if isinstance(item, bytes) else item.size
+            yield (("" if index == 0 else "\r\n") + f"--{self.boundary}\r\n"
+                   "Content-Type: application/dicom\r\n"
+                   f"Content-Length: {size}\r\n\r\n").encode("ascii")
+            if isinstance(item, bytes):
+                yield item
+            else:
+                yield from item.chunks()
+        if self.close:
+            yield closing_delimiter(self.boundary)
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending: list[bytes] = []
+        pending_size = 0
+        for piece in self._pieces():
+            if len(piece) >= self.coalesce:
+                if pending:
+                    yield b"".join(pending)
+                    pending, pending_size = [], 0
+                yield piece
+                continue
+            pending.append(piece)
+            pending_size += len(piece)
+            if pending_size >= self.coalesce:
+                yield b"".join(pending)
+                pending, pending_size = [], 0
+        if pending:
+            yield b"".join(pending)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+        if index < 0:
+            index += len(self)
+        for position, segment in enumerate(self):
+            if position == index:
+                return segment
+        raise IndexError(index)

@@ -1,0 +1,346 @@
+"""Rendered ZIPs: every instance of a study or series as the upstream renders it, in one ZIP.
+
+``GET …/studies/{study}[/series/{series}]/rendered`` with ``accept=application/zip`` (or an Accept
+header that picks application/zip) and ``type=image/png`` (default) or ``type=image/jpeg``. Sup 211
+dropped this (question 16); each image is a PS3.18 rendered resource (10.4.1.1.3):
+
+1. QIDO-RS (PS3.18 10.6) lists the instances with NumberOfFrames (0028,0008), page by page.
+2. ``…/instances/{i}/rendered``, or ``…/instances/{i}/frames/{n}/rendered`` per frame of a
+   multi-frame instance, with the client's credentials and rendering parameters (viewport,
+   window, quality…), WIDTH in flight, written in a fixed order (series and instance numbers).
+3. Entries: README.TXT, ``IMAGES/ST000001/SEnnnnnn/IMnnnnnn[_Fnnnn].png|jpg``, MANIFEST.CSV. No
+   DICOMDIR: nothing in it is DICOM.
+
+The image type comes from ``type``, never from ``accept``: PS3.18 8.3.3.1 forbids mixing
+application/zip with rendered types in one accept parameter (negotiate() answers 400). A render the
+upstream refuses (SR, KO, PDF…) becomes a MANIFEST.CSV row with its status and no entry. Listing
+failures are HTTP errors; a transport failure (unreachable, timeout, cut body) is an HTTP error
+before the first ZIP byte and aborts the connection after it, as in retrieve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import io
+import json
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, Final, TypeVar
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from . import __version__, retrieve
+from .archive import ArchiveWriter, Buffer
+from .config import Settings
+from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
+from .negotiation import is_valid_uid, negotiate
+from .passthrough import RESPONSE
+from .upstream import Upstream, read_bounded
+
+EXTENSIONS: Final = {"image/png": "png", "image/jpeg": "jpg"}
+WIDTH: Final = 4  # renders in flight per ZIP
+QIDO_PAGE: Final = 1000  # instances asked per QIDO request (limit/offset)
+QIDO_BYTES: Final = 16 * 1024 * 1024  # bytes of one QIDO page read at most
+MAX_INSTANCES: Final = 100_000
+RENDER_LIMIT: Final = 64 * 1024 * 1024  # a larger rendering becomes an error row
+CONSUMED: Final = ("accept", "type", "zp-link", "manifest", "password")  # never forwarded
+COLUMNS: Final = ("path", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                  "SOPClassUID", "frame", "media_type", "size", "sha256", "status", "error")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    prefix: str
+    study: str
+    series: str | None
+    media_type: str
+    query: str  # raw query forwarded to every render
+    password: bytes | None = field(default=None, repr=False)
+
+    @property
+    def level(self) -> str:
+        return "series" if self.series else "study"
+
+
+@dataclass(frozen=True)
+class Instance:
+    series: str
+    sop: str
+    sop_class: str = ""
+    frames: int = 1
+    series_number: int | None = None
+    instance_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Render:
+    """One image: an instance, or frame ``frame`` (1-based) of a multi-frame instance."""
+
+    instance: Instance
+    frame: int | None
+    name: str  # entry name in the ZIP
+
+    def path(self, prefix: str, study: str) -> str:
+        i, frame = self.instance, f"/frames/{self.frame}" if self.frame else ""
+        return f"{prefix}/studies/{study}/series/{i.series}/instances/{i.sop}{frame}/rendered"
+
+
+@dataclass(frozen=True)
+class Result:
+    render: Render
+    status: int
+    data: bytes | None  # None: not rendered, see error
+    error: str = ""
+
+
+def image_type(values: list[str]) -> str:
+    """The ``type`` query parameter: image/png (default) or image/jpeg."""
+    if not values:
+        return "image/png"
+    if len(values) == 1 and values[0].strip().lower() in EXTENSIONS:
+        return values[0].strip().lower()
+    raise BadRequest(f"type={','.join(values)[:60]!a} is not supported for a rendered ZIP: "
+                     "give image/png (the default) or image/jpeg")
+
+
+def rendered_zip_request(request: web.Request, settings: Settings) -> RenderedRequest | None:
+    """The rendered ZIP a request asks for, or None (another path, or zip not chosen)."""
+    raw_path = request.rel_url.raw_path
+    if request.method not in ("GET", "HEAD") or not raw_path.endswith("/rendered"):
+        return None
+    header, params = request.headers.get("Accept", ""), request.rel_url.query.getall("accept", [])
+    if "zip" not in header.lower() and not any("zip" in p.lower() for p in params):
+        return None
+    resource = retrieve.match_resource(raw_path.removesuffix("/rendered"))
+    if resource is None or resource.instance is not None:
+        return None
+    zipreq = negotiate(header or None, params, prefer_zip_on_tie=settings.prefer_zip_on_tie)
+    if zipreq is None:
+        return None
+    if zipreq.transfer_syntax is not None:
+        raise BadRequest("transfer-syntax does not apply to a rendered ZIP; use type=image/png "
+                         "or type=image/jpeg")
+    return RenderedRequest(resource.prefix, resource.study, resource.series,
+                           image_type(request.rel_url.query.getall("type", [])),
+                           retrieve.query_without(request.rel_url.raw_query_string, CONSUMED),
+                           retrieve.zip_password(request, zipreq, settings))
+
+
+def _value(item: dict[str, Any], tag: str) -> object:
+    element = item.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _number(value: object) -> int | None:
+    with contextlib.suppress(TypeError, ValueError):
+        return int(str(value).strip())
+    return None
+
+
+def parse_instance(item: object, series: str | None) -> Instance:
+    """One QIDO-RS JSON match (PS3.18 F.2); the UIDs that go into URLs are validated."""
+    if not isinstance(item, dict):
+        raise UpstreamBodyError("upstream QIDO answer holds a match that is not an object")
+    uids = [_value(item, "0020000E") or series, _value(item, "00080018")]
+    if not all(isinstance(uid, str) and is_valid_uid(uid) for uid in uids):
+        raise UpstreamBodyError("upstream QIDO answer holds a match without valid UIDs")
+    sop_class = _value(item, "00080016")
+    return Instance(str(uids[0]), str(uids[1]),
+                    sop_class if isinstance(sop_class, str) and is_valid_uid(sop_class) else "",
+                    max(_number(_value(item, "00280008")) or 1, 1),
+                    _number(_value(item, "00200011")), _number(_value(item, "00200013")))
+
+
+def plan_renders(instances: Iterable[Instance], media_type: str) -> list[Render]:
+    """Sort (series number, series UID, instance number, SOP UID; unnumbered last) and name by
+    counters: ``IMAGES/ST000001/SEnnnnnn/IMnnnnnn.ext``, ``…_Fnnnn.ext`` per frame."""
+    def key(i: Instance) -> tuple[object, ...]:
+        return (i.series_number is None, i.series_number or 0, i.series,
+                i.instance_number is None, i.instance_number or 0, i.sop)
+
+    ext, series_index, counts = EXTENSIONS[media_type], dict[str, int](), dict[str, int]()
+    renders: list[Render] = []
+    for inst in sorted(instances, key=key):
+        se = series_index.setdefault(inst.series, len(series_index) + 1)
+        counts[inst.series] = im = counts.get(inst.series, 0) + 1
+        stem = f"IMAGES/ST000001/SE{se:06d}/IM{im:06d}"
+        if inst.frames == 1:
+            renders.append(Render(inst, None, f"{stem}.{ext}"))
+        else:
+            digits = max(4, len(str(inst.frames)))
+            renders += [Render(inst, n, f"{stem}_F{n:0{digits}d}.{ext}")
+                        for n in range(1, inst.frames + 1)]
+    return renders
+
+
+async def list_instances(req: RenderedRequest, upstream: Upstream,
+                         headers: CIMultiDict[str]) -> list[Instance]:
+    """Every instance of the study or series, paged until a page brings nothing new (a server
+    may cap pages below QIDO_PAGE, and some ignore offset)."""
+    path = f"{req.prefix}/studies/{req.study}"
+    path += f"/series/{req.series}/instances" if req.series else "/instances"
+    qido_headers = CIMultiDict(headers, Accept="application/dicom+json")
+    found: dict[str, Instance] = {}
+    offset = 0
+    while True:
+        query = f"includefield=00280008&limit={QIDO_PAGE}&offset={offset}"
+        resp = await upstream.open("GET", upstream.url(path, query), qido_headers)
+        try:
+            if resp.status not in (200, 204):
+                raise await upstream.error_from(resp)
+            page = json.loads(await _read(resp, QIDO_BYTES, "QIDO answer") or b"[]")
+        except ValueError as exc:
+            raise UpstreamBodyError("upstream QIDO answer is not JSON") from exc
+        finally:
+            resp.close()
+        if not isinstance(page, list):
+            raise UpstreamBodyError("upstream QIDO answer is not a JSON array")
+        before, offset = len(found), offset + len(page)
+        for item in page:
+            inst = parse_instance(item, req.series)
+            found.setdefault(inst.sop, inst)
+        if len(found) > MAX_INSTANCES:
+            raise TooLarge(f"more than {MAX_INSTANCES} instances: ask for one series at a time")
+        if len(found) == before:
+            break
+    if not found:
+        raise NoInstances(f"no instances found in this {req.level}")
+    return list(found.values())
+
+
+async def _read(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    body = await read_bounded(resp, limit)
+    if body is None:
+        raise TooLarge(f"upstream {what} is larger than {limit} bytes")
+    return body
+
+
+async def fetch(upstream: Upstream, req: RenderedRequest, headers: CIMultiDict[str],
+                render: Render) -> Result:
+    """One rendering; an error status or a wrong media type is a Result, not an exception."""
+    url = upstream.url(render.path(req.prefix, req.study), req.query)
+    resp = await upstream.open("GET", url, headers)
+    try:
+        if resp.status != 200:
+            reason = (resp.reason or "").encode("ascii", "replace").decode()[:80]
+            return Result(render, resp.status, None, f"upstream answered {resp.status} {reason}")
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != req.media_type:
+            return Result(render, resp.status, None, f"upstream sent {ctype[:60]!a}")
+        try:
+            return Result(render, 200, await _read(resp, RENDER_LIMIT, "rendering"))
+        except TooLarge as exc:
+            return Result(render, 200, None, exc.reason)
+    finally:
+        resp.close()
+
+
+async def ordered_map(items: Iterable[T], fn: Callable[[T], Coroutine[Any, Any, R]],
+                      width: int) -> AsyncGenerator[R, None]:
+    """``fn`` over ``items``, at most ``width`` running, results in the items' order (an ordered
+    window: the next starts when the oldest is handed out); closing cancels the rest."""
+    todo = iter(items)
+    pending: deque[asyncio.Task[R]] = deque()
+    try:
+        pending.extend(asyncio.create_task(fn(item)) for item in islice(todo, width))
+        while pending:
+            result = await pending.popleft()
+            pending.extend(asyncio.create_task(fn(item)) for item in islice(todo, 1))
+            yield result
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def readme_text(req: RenderedRequest, origin: str) -> bytes:
+    """README.TXT: validated UIDs, the media type and the configured origin only."""
+    return "\r\n".join([
+        f"Rendered images ({req.media_type}) of a DICOM {req.level}, written by zipproxy: the",
+        "source server's renderings (PS3.18 10.4.1.1.3), pictures for viewing, not DICOM data.",
+        "IMAGES/STnnnnnn/SEnnnnnn/IMnnnnnn: study, series, instance (_Fnnnn: frame).",
+        "MANIFEST.CSV: one row per instance or frame with UIDs, size, SHA-256 and the server's",
+        "status; a row with an empty path was not rendered (reports, key objects, PDFs...).",
+        "",
+        f"Source server:   {origin}",
+        f"Resource:        {req.level} {'/'.join(u for u in (req.study, req.series) if u)}",
+        f"Created (UTC):   {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')}",
+        f"Software:        zipproxy {__version__}",
+        "",
+        "This archive contains medical images: keep it as confidential as the images themselves.",
+        "",
+        *(retrieve.ENCRYPTED_NOTE if req.password is not None else []),
+    ]).encode("ascii", "replace")
+
+
+async def stream_rendered(request: web.Request, req: RenderedRequest, upstream: Upstream,
+                          settings: Settings,
+                          on_start: Callable[[], None] = lambda: None) -> web.StreamResponse:
+    """List, render and stream; the failure rules are in the module docstring."""
+    headers = retrieve.upstream_headers(request, None)
+    renders = plan_renders(await list_instances(req, upstream, headers), req.media_type)
+    headers["Accept"] = req.media_type
+    results = ordered_map(renders, lambda r: fetch(upstream, req, headers, r), WIDTH)
+    async with contextlib.aclosing(results):
+        # Until the first rendering (or its failure) is in, errors are plain HTTP answers.
+        first = await anext(results) if request.method != "HEAD" else None
+        out = web.StreamResponse(status=200, headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="rendered-{req.level}-'
+                                   f'{req.series or req.study}.zip"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        })
+        request[RESPONSE] = out
+        await out.prepare(request)
+        on_start()
+        if first is None:
+            return out  # HEAD
+        # From here on a failure aborts the connection (app.errors_and_log).
+        writer = ArchiveWriter(hold_limit=settings.hold_limit, password=req.password)
+        timeout = settings.read_timeout
+        readme = readme_text(req, str(upstream.origin))
+        await retrieve._write(out, writer.add("README.TXT", readme, plain=True), timeout)
+        rows = [await _add(out, writer, req, first, timeout)]
+        async for result in results:
+            rows.append(await _add(out, writer, req, result, timeout))
+    await retrieve._write(out, writer.add("MANIFEST.CSV", manifest_csv(rows)), timeout)
+    written = sum(1 for row in rows if row[0])
+    comment = f"zipproxy rendered ZIP: {written} images, {len(rows) - written} not rendered"
+    await retrieve._write(out, writer.finish(comment), timeout)
+    await out.write_eof()
+    return out
+
+
+def manifest_csv(rows: list[list[object]]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerows([COLUMNS, *rows])
+    return text.getvalue().encode()
+
+
+def _entry(writer: ArchiveWriter, name: str, data: bytes) -> tuple[list[Buffer], str]:
+    return writer.add(name, data), hashlib.sha256(data).hexdigest()
+
+
+async def _add(out: web.StreamResponse, writer: ArchiveWriter, req: RenderedRequest,
+               result: Result, timeout: float) -> list[object]:
+    """Write a result's entry, if it has one; return its manifest row (COLUMNS)."""
+    render, inst, data = result.render, result.render.instance, result.data
+    cells = [req.study, inst.series, inst.sop, inst.sop_class, render.frame or "", req.media_type]
+    if data is None:
+        return ["", *cells, "", "", result.status, result.error]
+    pieces, sha = (await asyncio.to_thread(_entry, writer, render.name, data)
+                   if len(data) >= retrieve.THREAD_MIN else _entry(writer, render.name, data))
+    await retrieve._write(out, pieces, timeout)
+    return [render.name, *cells, len(data), sha, result.status, ""]
