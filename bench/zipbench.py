@@ -507,6 +507,11 @@ def bench_study(study: CachedStudy, orthanc: Orthanc, args: argparse.Namespace) 
             res.direct.append(d)
             res.proxy.append(p)
             res.proxy_cpu.append(c1 - c0)
+            log(f"study {spec.name} round {r + 1}: direct {d.size / MiB / d.total:.0f} MiB/s "
+                f"ttfb {d.ttfb * 1000:.0f} ms | zip {d.size / MiB / p.total:.0f} MiB/s "
+                f"ttfb {p.ttfb * 1000:.0f} ms, cpu {c1 - c0:.2f} s")
+        res.peak_rss_mib = proxy.peak_rss_mib()  # of the default ZIPs only
+        for _ in range(args.rounds):
             # The same ZIP without MANIFEST.CSV (no SHA-256), and encrypted (issue 6).
             c0 = proxy.cpu()
             res.plain.append(curl(proxy_url + "?manifest=false", ACCEPT_ZIP))
@@ -515,10 +520,6 @@ def bench_study(study: CachedStudy, orthanc: Orthanc, args: argparse.Namespace) 
             c2 = proxy.cpu()
             res.plain_cpu.append(c1 - c0)
             res.aes_cpu.append(c2 - c1)
-            log(f"study {spec.name} round {r + 1}: direct {d.size / MiB / d.total:.0f} MiB/s "
-                f"ttfb {d.ttfb * 1000:.0f} ms | zip {d.size / MiB / p.total:.0f} MiB/s "
-                f"ttfb {p.ttfb * 1000:.0f} ms, cpu {c1 - c0:.2f} s")
-        res.peak_rss_mib = proxy.peak_rss_mib()
         if args.profile:
             profile_proxy(proxy, proxy_url, spec.name, args)
     finally:

@@ -47,3 +47,6 @@ def setup_logging(fmt: str = "json", level: str = "info") -> None:
     root.setLevel(level.upper())
     # aiohttp's own access log would print query strings (QIDO filters can hold patient data).
     logging.getLogger("aiohttp.access").disabled = True
+    # pydicom logs odd values (unknown character sets, VR mismatches) that the proxy handles;
+    # they are noise per instance, and their text may quote header values (patient data).
+    logging.getLogger("pydicom").setLevel(logging.ERROR)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakeupstream import FakeUpstream
 
 from zipproxy.demo.orthanc import DEFAULT_BINARY, SampleUpstream, free_port, start_with_samples
 
@@ -102,3 +103,11 @@ def proxy_auth(
     p = Proxy(orthanc_auth.url, tmp_path_factory.mktemp("proxy-auth"))
     yield p
     p.stop()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    """A fault-injecting fake upstream on a free loopback port, one per test module."""
+    upstream = FakeUpstream().start()
+    yield upstream
+    upstream.stop()

@@ -102,13 +102,6 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="module")
 def decoy() -> Iterator[FakeUpstream]:
     """A second server nobody should ever reach through the proxy."""
     upstream = FakeUpstream().start()

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ from zipcheck import check_dicomdir, check_python_zipfile
 
 ZIP = "application/zip"
 GRACE = 3.0
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
 
 
 def start_curl(url: str, out: Path) -> subprocess.Popen[str]:

@@ -304,13 +304,6 @@ async def test_32_zips_and_32_qido_at_once(
 # -- 2. the stream limit -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
-
-
 def open_zip_socket(port: int, target: str, timeout: float = 10) -> tuple[socket.socket, int]:
     """A ZIP request on a raw socket, read up to the end of the response headers; the socket is
     returned open (the ZIP is held until it is closed)."""

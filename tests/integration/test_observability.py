@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from conftest import Proxy
 from fakeupstream import FakeUpstream
@@ -76,16 +74,9 @@ def test_metrics_and_log_follow_a_download(
     assert isinstance(line["duration_ms"], float)
 
 
-@pytest.fixture(scope="module")
-def counting_upstream() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
-
-
-def test_proxy_paths_never_reach_the_upstream(counting_upstream: FakeUpstream,
+def test_proxy_paths_never_reach_the_upstream(fake: FakeUpstream,
                                               tmp_path: Path) -> None:
-    p = Proxy(counting_upstream.url, tmp_path)
+    p = Proxy(fake.url, tmp_path)
     try:
         for path in ("/-/healthy", "/-/metrics"):
             assert requests.get(p.url + path, timeout=10).status_code == 200
@@ -93,4 +84,4 @@ def test_proxy_paths_never_reach_the_upstream(counting_upstream: FakeUpstream,
     finally:
         p.stop()
     # Readiness asks the upstream's root; the other two never touch it.
-    assert [seen.path_qs for seen in counting_upstream.requests] == ["/"]
+    assert [seen.path_qs for seen in fake.requests] == ["/"]

@@ -50,13 +50,6 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="module")
 def proxy(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     p = Proxy(fake.url, tmp_path_factory.mktemp("zip64-proxy"))
     yield p
