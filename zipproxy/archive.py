@@ -244,7 +244,8 @@ class ArchiveWriter:
         if self._held is not None:
             self._held.append(chunk)
             self._held_bytes += len(chunk)
-            self._crc = zlib.crc32(chunk, self._crc)
+            if self._password is None:  # AE-2 entries carry no CRC
+                self._crc = zlib.crc32(chunk, self._crc)
             if self._held_bytes <= self._hold_limit:
                 return []
             held, self._held = self._held, None
