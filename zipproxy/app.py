@@ -215,7 +215,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
                     assert search is not None
                     plan = await plan_search(request, search, upstream,
                                              upstream_headers(request, authorization),
-                                             settings.max_collection, password is not None)
+                                             settings.max_collection, password is not None,
+                                             settings.max_collection_instances)
                 return await stream_zip(request, plan, zipreq, upstream, settings,
                                         on_start=request.app[METRICS].zip_started.inc,
                                         authorization=authorization, password=password)

@@ -29,6 +29,9 @@ _COLLECTION: Final = re.compile(
 )
 STUDY_UID: Final = "0020000D"
 SERIES_UID: Final = "0020000E"
+# (0020,1208) Number of Study Related Instances / (0020,1209) Number of Series Related Instances
+STUDY_INSTANCES: Final = "00201208"
+SERIES_INSTANCES: Final = "00201209"
 QIDO_LIMIT: Final = 16 * 1024 * 1024  # bytes of QIDO JSON read at most
 
 
@@ -54,6 +57,18 @@ def match_search(raw_path: str) -> Search | None:
     return Search(match.group("prefix"), study)
 
 
+def _instances(found: list[object], key: str) -> int | None:
+    """The total of the per-match instance counts, or None when the upstream left one out."""
+    total = 0
+    for item in found:
+        try:
+            value = item[key]["Value"][0]  # type: ignore[index]
+            total += int(value)
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return total
+
+
 def _uids(found: object, key: str) -> list[str]:
     if not isinstance(found, list):
         raise UpstreamBodyError("upstream QIDO answer is not a JSON array")
@@ -74,9 +89,17 @@ async def plan_search(
     request: web.Request, search: Search, upstream: Upstream, headers: CIMultiDict[str],
     max_items: int,
     encrypted: bool = False,
+    max_instances: int | None = None,
 ) -> Plan:
-    """Run the search at the upstream with the client's filters and credentials."""
+    """Run the search at the upstream with the client's filters and credentials.
+
+    DICOMweb says nothing of sizes, so the byte size of a collection cannot be known before the
+    first byte; what can be is the number of matches and, where the upstream fills
+    (0020,1208)/(0020,1209), the number of instances: both are limited here, with 413."""
+    count_key = SERIES_INSTANCES if search.study else STUDY_INSTANCES
     raw_query = query_without(request.rel_url.raw_query_string)
+    if max_instances is not None:
+        raw_query = "&".join(q for q in (raw_query, f"includefield={count_key}") if q)
     qido_headers = CIMultiDict(headers)
     qido_headers["Accept"] = "application/dicom+json"
     resp = await upstream.open("GET", upstream.url(request.rel_url.raw_path, raw_query),
@@ -105,6 +128,14 @@ async def plan_search(
             f"the search matched {len(uids)} {search.level}; at most {max_items} fit one ZIP "
             "(--max-collection): narrow the search or page with limit and offset"
         )
+    if max_instances is not None and isinstance(found, list):
+        instances = _instances(found, count_key)
+        if instances is not None and instances > max_instances:
+            raise TooLarge(
+                f"the search matched {instances} instances in {len(uids)} {search.level}; at "
+                f"most {max_instances} fit one ZIP (--max-collection-instances): narrow the "
+                "search or page with limit and offset"
+            )
     if search.study:
         sources = tuple(f"{search.prefix}/studies/{search.study}/series/{u}" for u in uids)
     else:

@@ -115,6 +115,8 @@ OPTIONS: tuple[Option, ...] = (
            "concurrent ZIP streams per worker; beyond it 503 with Retry-After"),
     Option("max_collection", _positive_int, "100",
            "studies (or series) one collection ZIP may hold; a search matching more gets 413"),
+    Option("max_collection_instances", _positive_int, "100000",
+           "instances one collection ZIP may hold, from the upstream's QIDO counts; 413 beyond"),
     Option("header_limit", _size, "4M",
            "bytes of an instance buffered to parse its header; larger headers abort the ZIP"),
     Option("hold_limit", _size, "8M",
@@ -150,6 +152,7 @@ class Settings:
     prefer_zip_on_tie: bool = False
     max_streams: int = 32
     max_collection: int = 100
+    max_collection_instances: int = 100_000
     header_limit: int = 4 << 20
     hold_limit: int = 8 << 20
     deflate_level: int = 0

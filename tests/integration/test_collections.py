@@ -100,3 +100,37 @@ def test_plain_qido_still_passes_through(proxy: Proxy, orthanc: SampleUpstream) 
     assert via.status_code == 200 and via.headers["Content-Type"].startswith(
         "application/dicom+json"
     )
+
+
+@pytest.fixture(scope="module")
+def few_instances_proxy(
+    orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxy]:
+    p = Proxy(orthanc.url, tmp_path_factory.mktemp("few"), "--max-collection-instances", "5")
+    yield p
+    p.stop()
+
+
+def test_instance_limit_answers_413_before_any_byte(
+    few_instances_proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
+) -> None:
+    ct = orthanc.study("ZP-CT-001")  # 10 instances
+    r = requests.get(
+        f"{few_instances_proxy.url}/dicom-web/studies?PatientID=ZP-CT-001&accept=application/zip",
+        timeout=30,
+    )
+    assert r.status_code == 413
+    assert f"matched {len(ct.instances)} instances in 1 studies" in r.text and "at most 5" in r.text
+    # A search within the limit still streams (the MR study has 3 instances).
+    out = tmp_path / "few.zip"
+    curl(
+        f"{few_instances_proxy.url}/dicom-web/studies?PatientID=ZP-MR-001&accept=application/zip",
+        out,
+    )
+    assert len(check_all(out).records) == len(orthanc.study("ZP-MR-001").instances)
+    # Series searches count (0020,1209) the same way.
+    r = requests.get(
+        f"{few_instances_proxy.url}/dicom-web/studies/{ct.study_uid}/series?accept=application/zip",
+        timeout=30,
+    )
+    assert r.status_code == 413
