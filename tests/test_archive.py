@@ -137,3 +137,18 @@ def test_encrypted_archive_opens_only_with_its_password(tmp_path: Path) -> None:
     wrong = subprocess.run(["7zz", "t", "-pwrong password", str(path)], capture_output=True,
                            text=True, check=False)
     assert wrong.returncode != 0
+
+
+def test_deflate_level_compresses_streamed_entries() -> None:
+    w = ArchiveWriter(hold_limit=1000, deflate_level=6)
+    data = b"DICOM " * 20_000
+    out = bytearray()
+    w.open("BIG", len(data))
+    for i in range(0, len(data), 7000):
+        for piece in w.write(data[i : i + 7000]):
+            out += piece
+    for piece in w.close() + w.finish():
+        out += piece
+    with zipfile.ZipFile(io.BytesIO(bytes(out))) as zf:
+        (info,) = zf.infolist()
+        assert zf.read("BIG") == data and info.compress_size < len(data) // 10
