@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,3 +111,20 @@ def fake() -> Iterator[FakeUpstream]:
     upstream = FakeUpstream().start()
     yield upstream
     upstream.stop()
+
+
+StartProxy = Callable[..., Proxy]
+
+
+@pytest.fixture(scope="module")
+def start_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartProxy]:
+    """Start zipproxy processes with extra flags for one test module; all stop at its end."""
+    started: list[Proxy] = []
+
+    def start(upstream: str, *extra: str) -> Proxy:
+        started.append(Proxy(upstream, tmp_path_factory.mktemp("proxy"), *extra))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.stop()

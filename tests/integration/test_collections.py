@@ -6,12 +6,11 @@ import csv
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from test_zip_core import curl
 from zipcheck import check_all
 
@@ -76,12 +75,8 @@ def test_paging_passes_through(proxy: Proxy, orthanc: SampleUpstream, tmp_path: 
 
 
 @pytest.fixture(scope="module")
-def small_proxy(
-    orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Proxy]:
-    p = Proxy(orthanc.url, tmp_path_factory.mktemp("small"), "--max-collection", "2")
-    yield p
-    p.stop()
+def small_proxy(orthanc: SampleUpstream, start_proxy: StartProxy) -> Proxy:
+    return start_proxy(orthanc.url, "--max-collection", "2")
 
 
 def test_limits_answer_413_before_any_byte(small_proxy: Proxy, orthanc: SampleUpstream) -> None:
@@ -103,12 +98,8 @@ def test_plain_qido_still_passes_through(proxy: Proxy, orthanc: SampleUpstream) 
 
 
 @pytest.fixture(scope="module")
-def few_instances_proxy(
-    orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Proxy]:
-    p = Proxy(orthanc.url, tmp_path_factory.mktemp("few"), "--max-collection-instances", "5")
-    yield p
-    p.stop()
+def few_instances_proxy(orthanc: SampleUpstream, start_proxy: StartProxy) -> Proxy:
+    return start_proxy(orthanc.url, "--max-collection-instances", "5")
 
 
 def test_instance_limit_answers_413_before_any_byte(

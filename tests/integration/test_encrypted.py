@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from test_zip_core import curl
 
 from zipproxy.demo.orthanc import SampleUpstream
@@ -72,11 +71,8 @@ def test_password_rules(proxy: Proxy, orthanc: SampleUpstream) -> None:
 
 
 @pytest.fixture(scope="module")
-def query_proxy(orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Proxy]:
-    p = Proxy(orthanc.url, tmp_path_factory.mktemp("pwq"), "--password-query", "true")
-    yield p
-    p.stop()
+def query_proxy(orthanc: SampleUpstream, start_proxy: StartProxy) -> Proxy:
+    return start_proxy(orthanc.url, "--password-query", "true")
 
 
 def test_password_query_when_enabled(query_proxy: Proxy, orthanc: SampleUpstream,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from fakeupstream import (
     BOUNDARY,
     FakeUpstream,
@@ -110,27 +110,16 @@ def decoy() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def fproxy(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def fproxy(fake: FakeUpstream, start_proxy: StartProxy) -> Proxy:
     """zipproxy in front of the fake, with 1 s idle timeouts."""
-    p = Proxy(
-        fake.url,
-        tmp_path_factory.mktemp("fault-proxy"),
-        "--read-timeout",
-        "1",
-        "--connect-timeout",
-        "1",
-    )
-    yield p
-    p.stop()
+    return start_proxy(fake.url, "--read-timeout", "1", "--connect-timeout", "1")
 
 
 @pytest.fixture(scope="module")
-def proxy_1m(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def proxy_1m(fake: FakeUpstream, start_proxy: StartProxy) -> Proxy:
     """zipproxy in front of the fake with ``--header-limit 1M`` and the default (60 s)
     timeouts."""
-    p = Proxy(fake.url, tmp_path_factory.mktemp("fault-proxy-1m"), "--header-limit", "1M")
-    yield p
-    p.stop()
+    return start_proxy(fake.url, "--header-limit", "1M")
 
 
 # -- helpers -------------------------------------------------------------------------------

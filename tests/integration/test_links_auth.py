@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from zipcheck import check_all
 
 from zipproxy.demo.orthanc import SampleUpstream
@@ -16,13 +15,11 @@ SECRET_PASSWORD = "secret"
 
 
 @pytest.fixture(scope="module")
-def link_proxy(orthanc_auth: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Proxy]:
-    p = Proxy(orthanc_auth.url, tmp_path_factory.mktemp("link-proxy"),
-              "--link-secret", "test-link-secret", "--link-ttl", "300",
-              "--upstream-auth", f"alice:{SECRET_PASSWORD}")
-    yield p
-    p.stop()
+def link_proxy(orthanc_auth: SampleUpstream, start_proxy: StartProxy) -> Proxy:
+    return start_proxy(
+        orthanc_auth.url, "--link-secret", "test-link-secret", "--link-ttl", "300",
+        "--upstream-auth", f"alice:{SECRET_PASSWORD}",
+    )
 
 
 def test_signed_link_downloads_without_credentials(link_proxy: Proxy,

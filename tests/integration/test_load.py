@@ -19,7 +19,6 @@ import re
 import socket
 import time
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import aiohttp
 import pydicom
 import pytest
 import requests
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from fakeupstream import (
     MIB,
     FakeUpstream,
@@ -193,13 +192,9 @@ def _dicomdir_references(zf: zipfile.ZipFile) -> tuple[set[str], set[str]]:
 
 
 @pytest.fixture(scope="module")
-def load_proxy(
-    orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Proxy]:
+def load_proxy(orthanc: SampleUpstream, start_proxy: StartProxy) -> Proxy:
     """A proxy of its own in front of the sample Orthanc (VmHWM is this test's peak only)."""
-    p = Proxy(orthanc.url, tmp_path_factory.mktemp("load-proxy"))
-    yield p
-    p.stop()
+    return start_proxy(orthanc.url)
 
 
 async def test_32_zips_and_32_qido_at_once(

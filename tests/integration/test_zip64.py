@@ -18,13 +18,13 @@ import subprocess
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pydicom
 import pytest
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from fakeupstream import (
     MIB,
     FakeUpstream,
@@ -50,10 +50,8 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def proxy(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    p = Proxy(fake.url, tmp_path_factory.mktemp("zip64-proxy"))
-    yield p
-    p.stop()
+def proxy(fake: FakeUpstream, start_proxy: StartProxy) -> Proxy:
+    return start_proxy(fake.url)
 
 
 def download(url: str, out: Path) -> float:

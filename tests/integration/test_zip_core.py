@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import Proxy
+from conftest import Proxy, StartProxy
 from zipcheck import check_all, expected_instances_match
 
 from zipproxy.demo.orthanc import SampleUpstream
@@ -214,13 +213,9 @@ def test_manifest_can_be_turned_off(proxy: Proxy, orthanc: SampleUpstream, tmp_p
 
 
 @pytest.fixture(scope="module")
-def streaming_proxy(
-    orthanc: SampleUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Proxy]:
+def streaming_proxy(orthanc: SampleUpstream, start_proxy: StartProxy) -> Proxy:
     """Every instance above 4 KiB streams (DEFLATE stored blocks + data descriptor)."""
-    p = Proxy(orthanc.url, tmp_path_factory.mktemp("streaming"), "--hold-limit", "4K")
-    yield p
-    p.stop()
+    return start_proxy(orthanc.url, "--hold-limit", "4K")
 
 
 @pytest.mark.parametrize("index", [0, 3])
