@@ -28,6 +28,13 @@ def test_environment_and_precedence() -> None:
     assert load(["--port", "9100"], env=env).port == 9100
 
 
+def test_collection_byte_limit_is_off_by_default_and_takes_suffixes() -> None:
+    base = ["--upstream", "http://x"]
+    assert load(base, env={}).max_collection_bytes == 0
+    assert load([*base, "--max-collection-bytes", "50G"], env={}).max_collection_bytes == 50 << 30
+    assert load(base, env={"ZIPPROXY_MAX_COLLECTION_BYTES": "0"}).max_collection_bytes == 0
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
@@ -40,6 +47,8 @@ def test_environment_and_precedence() -> None:
         (["--upstream", "http://x", "--log-format", "xml"], "--log-format"),
         (["--upstream", "http://x", "--header-limit", "lots"], "--header-limit"),
         (["--upstream", "http://x", "--upstream-auth", "nocolon"], "--upstream-auth"),
+        (["--upstream", "http://x", "--max-collection-bytes", "-5"], "--max-collection-bytes"),
+        (["--upstream", "http://x", "--collection-sizes", "guess"], "--collection-sizes"),
     ],
 )
 def test_bad_values_fail_with_one_line(argv: list[str], fragment: str) -> None:

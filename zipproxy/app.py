@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from . import links
-from .collection import match_search, plan_search
+from .collection import Limits, match_search, plan_search
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -41,6 +41,7 @@ from .retrieve import (
     upstream_headers,
     zip_password,
 )
+from .sizes import Sizer
 from .upstream import Upstream, make_session
 
 log = logging.getLogger("zipproxy")
@@ -87,6 +88,7 @@ class Lifecycle:
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
+SIZER: Final = web.AppKey("sizer", Sizer)
 STREAMS: Final = web.AppKey("streams", StreamSlots)
 METRICS: Final = web.AppKey("metrics", Metrics)
 LIFECYCLE: Final = web.AppKey("lifecycle", Lifecycle)
@@ -213,10 +215,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
                                        encrypted=password is not None)
                 else:
                     assert search is not None
+                    limits = Limits(settings.max_collection, settings.max_collection_instances,
+                                    settings.max_collection_bytes)
                     plan = await plan_search(request, search, upstream,
-                                             upstream_headers(request, authorization),
-                                             settings.max_collection, password is not None,
-                                             settings.max_collection_instances)
+                                             upstream_headers(request, authorization), limits,
+                                             request.app[SIZER], password is not None)
                 return await stream_zip(request, plan, zipreq, upstream, settings,
                                         on_start=request.app[METRICS].zip_started.inc,
                                         authorization=authorization, password=password)
@@ -284,7 +287,8 @@ def create_app(settings: Settings) -> web.Application:
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = make_session(settings.connect_timeout, settings.read_timeout)
-        app[UPSTREAM] = Upstream(session, settings.upstream)
+        app[UPSTREAM] = upstream = Upstream(session, settings.upstream)
+        app[SIZER] = Sizer(upstream, settings.collection_sizes)
         yield
         if lifecycle.timer is not None:
             lifecycle.timer.cancel()

@@ -3,9 +3,10 @@
 ``GET …/studies?{filters}&accept=application/zip`` (or ``…/studies/{study}/series?{filters}``)
 runs the same search at the upstream (PS3.18 10.6), then retrieves the matches one after another
 into a single ZIP: several PATIENT records where needed, File IDs unique across the collection.
-A search that matches more than ``--max-collection`` studies (or series) gets 413 with the count
-and the limit before any ZIP byte; ``limit``/``offset`` pass through, so a client can take a
-large cohort in slices.
+A search that matches more than ``--max-collection`` studies (or series), more than
+``--max-collection-instances`` instances or more than ``--max-collection-bytes`` bytes gets 413
+with the count and the limit before any ZIP byte; ``limit``/``offset`` pass through, so a client
+can take a large cohort in slices.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from multidict import CIMultiDict
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
 from .negotiation import is_valid_uid
 from .retrieve import ENCRYPTED_NOTE, Plan, query_without
+from .sizes import Sizer
 from .upstream import Upstream, read_bounded
 
 _COLLECTION: Final = re.compile(
@@ -33,6 +35,15 @@ SERIES_UID: Final = "0020000E"
 STUDY_INSTANCES: Final = "00201208"
 SERIES_INSTANCES: Final = "00201209"
 QIDO_LIMIT: Final = 16 * 1024 * 1024  # bytes of QIDO JSON read at most
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one collection ZIP may hold; 0 bytes = no byte limit."""
+
+    items: int  # studies, or series of one study (--max-collection)
+    instances: int  # --max-collection-instances
+    bytes: int = 0  # --max-collection-bytes
 
 
 @dataclass(frozen=True)
@@ -87,19 +98,18 @@ def _uids(found: object, key: str) -> list[str]:
 
 async def plan_search(
     request: web.Request, search: Search, upstream: Upstream, headers: CIMultiDict[str],
-    max_items: int,
-    encrypted: bool = False,
-    max_instances: int | None = None,
+    limits: Limits, sizer: Sizer, encrypted: bool = False,
 ) -> Plan:
-    """Run the search at the upstream with the client's filters and credentials.
+    """Run the search at the upstream with the client's filters and credentials, and check the
+    matches against ``limits`` before the first ZIP byte (413 with the count and the limit):
 
-    DICOMweb says nothing of sizes, so the byte size of a collection cannot be known before the
-    first byte; what can be is the number of matches and, where the upstream fills
-    (0020,1208)/(0020,1209), the number of instances: both are limited here, with 413."""
+    1. the number of matches;
+    2. their instances, where the upstream fills (0020,1208)/(0020,1209) (PS3.18 10.6.3);
+    3. their bytes, when a byte limit is set: DICOMweb reports no sizes, so ``sizer`` asks the
+       upstream's own API or estimates them (:mod:`zipproxy.sizes`)."""
     count_key = SERIES_INSTANCES if search.study else STUDY_INSTANCES
     raw_query = query_without(request.rel_url.raw_query_string)
-    if max_instances is not None:
-        raw_query = "&".join(q for q in (raw_query, f"includefield={count_key}") if q)
+    raw_query = "&".join(q for q in (raw_query, f"includefield={count_key}") if q)
     qido_headers = CIMultiDict(headers)
     qido_headers["Accept"] = "application/dicom+json"
     resp = await upstream.open("GET", upstream.url(request.rel_url.raw_path, raw_query),
@@ -123,19 +133,21 @@ async def plan_search(
     uids = _uids(found, key)
     if not uids:
         raise NoInstances(f"the search matched no {search.level}")
-    if len(uids) > max_items:
-        raise TooLarge(
-            f"the search matched {len(uids)} {search.level}; at most {max_items} fit one ZIP "
-            "(--max-collection): narrow the search or page with limit and offset"
-        )
-    if max_instances is not None and isinstance(found, list):
-        instances = _instances(found, count_key)
-        if instances is not None and instances > max_instances:
-            raise TooLarge(
-                f"the search matched {instances} instances in {len(uids)} {search.level}; at "
-                f"most {max_instances} fit one ZIP (--max-collection-instances): narrow the "
-                "search or page with limit and offset"
-            )
+    narrow = "narrow the search or page with limit and offset"
+    if len(uids) > limits.items:
+        raise TooLarge(f"the search matched {len(uids)} {search.level}; at most {limits.items} "
+                       f"fit one ZIP (--max-collection): {narrow}")
+    instances = _instances(found, count_key) if isinstance(found, list) else None
+    if instances is not None and instances > limits.instances:
+        raise TooLarge(f"the search matched {instances} instances in {len(uids)} {search.level}; "
+                       f"at most {limits.instances} fit one ZIP (--max-collection-instances): "
+                       f"{narrow}")
+    if limits.bytes:
+        size = await sizer.measure(search.prefix, search.study, uids, headers)
+        if size.total > limits.bytes:
+            raise TooLarge(f"the search matched {len(uids)} {search.level} of {size.describe()}; "
+                           f"at most {limits.bytes} bytes fit one ZIP (--max-collection-bytes): "
+                           f"{narrow}")
     if search.study:
         sources = tuple(f"{search.prefix}/studies/{search.study}/series/{u}" for u in uids)
     else:

@@ -57,6 +57,11 @@ def _size(value: str) -> int:
     return number
 
 
+def _size_or_off(value: str) -> int:
+    """A size as for :func:`_size`, or 0 (no limit)."""
+    return 0 if value.strip() == "0" else _size(value)
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -117,6 +122,13 @@ OPTIONS: tuple[Option, ...] = (
            "studies (or series) one collection ZIP may hold; a search matching more gets 413"),
     Option("max_collection_instances", _positive_int, "100000",
            "instances one collection ZIP may hold, from the upstream's QIDO counts; 413 beyond"),
+    Option("max_collection_bytes", _size_or_off, "0",
+           "bytes one collection ZIP may hold, measured before the first byte (see "
+           "--collection-sizes); 413 beyond; 0 = no byte limit"),
+    Option("collection_sizes", _choice("auto", "orthanc", "qido"), "auto",
+           "where collection sizes come from: orthanc (its REST statistics, exact), qido "
+           "(estimated from instance-level QIDO-RS, any origin), auto (orthanc if the upstream "
+           "is Orthanc)"),
     Option("header_limit", _size, "4M",
            "bytes of an instance buffered to parse its header; larger headers abort the ZIP"),
     Option("hold_limit", _size, "8M",
@@ -153,6 +165,8 @@ class Settings:
     max_streams: int = 32
     max_collection: int = 100
     max_collection_instances: int = 100_000
+    max_collection_bytes: int = 0
+    collection_sizes: str = "auto"
     header_limit: int = 4 << 20
     hold_limit: int = 8 << 20
     deflate_level: int = 0

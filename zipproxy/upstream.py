@@ -84,7 +84,7 @@ class Upstream:
         method: str,
         url: URL,
         headers: CIMultiDict[str],
-        data: aiohttp.StreamReader | None = None,
+        data: aiohttp.StreamReader | bytes | None = None,
     ) -> aiohttp.ClientResponse:
         """Send the request and return once the status line and headers arrived."""
         try:

@@ -125,3 +125,79 @@ def test_instance_limit_answers_413_before_any_byte(
         timeout=30,
     )
     assert r.status_code == 413
+
+
+def stored_bytes(orthanc: SampleUpstream, patient_id: str) -> int:
+    return sum(path.stat().st_size for path in orthanc.study(patient_id).files)
+
+
+@pytest.fixture(scope="module")
+def bytes_proxy(orthanc: SampleUpstream, start_proxy: StartProxy) -> Proxy:
+    """A byte limit exactly the size of the MR study, sizes from Orthanc (found by ``auto``)."""
+    return start_proxy(orthanc.url, "--max-collection-bytes",
+                       str(stored_bytes(orthanc, "ZP-MR-001")))
+
+
+def test_byte_limit_answers_413_before_any_byte(
+    bytes_proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
+) -> None:
+    limit = stored_bytes(orthanc, "ZP-MR-001")
+    ct = orthanc.study("ZP-CT-001")
+    r = requests.get(
+        f"{bytes_proxy.url}/dicom-web/studies?PatientID=ZP-CT-001&accept=application/zip",
+        timeout=30,
+    )
+    assert r.status_code == 413 and not r.content.startswith(b"PK")
+    assert f"matched 1 studies of {stored_bytes(orthanc, 'ZP-CT-001')} stored bytes" in r.text
+    assert f"at most {limit} bytes" in r.text
+    r = requests.get(
+        f"{bytes_proxy.url}/dicom-web/studies/{ct.study_uid}/series?accept=application/zip",
+        timeout=30,
+    )
+    assert r.status_code == 413 and "series of" in r.text
+    # A search of exactly the limit streams, and the sizes were exact: as stored, its DICOM
+    # entries weigh what the uploaded files weigh.
+    out = tmp_path / "mr.zip"
+    curl(f"{bytes_proxy.url}/dicom-web/studies?PatientID=ZP-MR-001", out,
+         "Accept: application/zip; transfer-syntax=*")
+    check_all(out)
+    with zipfile.ZipFile(out) as zf:
+        entries = [i for i in zf.infolist() if i.filename.startswith("DICOM/")]
+        assert sum(i.file_size for i in entries) == limit
+
+
+def test_byte_limit_through_an_upstream_that_needs_credentials(
+    orthanc_auth: SampleUpstream, start_proxy: StartProxy
+) -> None:
+    """The sizes are asked with the client's own credentials; without them the upstream's 401
+    comes back, not a size."""
+    proxy = start_proxy(orthanc_auth.url, "--max-collection-bytes", "1000",
+                        "--collection-sizes", "orthanc")
+    url = f"{proxy.url}/dicom-web/studies?PatientID=ZP-MR-001&accept=application/zip"
+    r = requests.get(url, auth=orthanc_auth.auth, timeout=30)
+    assert r.status_code == 413
+    assert f"of {stored_bytes(orthanc_auth, 'ZP-MR-001')} stored bytes" in r.text
+    assert requests.get(url, timeout=30).status_code == 401
+
+
+def test_qido_estimate_for_any_origin(
+    orthanc: SampleUpstream, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """``--collection-sizes qido`` uses only DICOMweb. On these samples (small native images,
+    one JPEG study, SR/KO/PDF objects) the estimate stays within a factor of two of the truth."""
+    proxy = start_proxy(orthanc.url, "--max-collection-bytes", "1",
+                        "--collection-sizes", "qido")
+    for info in orthanc.studies:
+        r = requests.get(
+            f"{proxy.url}/dicom-web/studies?StudyInstanceUID={info.study_uid}"
+            "&accept=application/zip", timeout=30,
+        )
+        assert r.status_code == 413, r.text
+        assert "estimated from QIDO-RS" in r.text
+        estimate = int(r.text.split("studies of ")[1].split()[0])
+        actual = sum(path.stat().st_size for path in info.files)
+        assert actual / 2 <= estimate <= actual * 2, (info.patient_id, estimate, actual)
+    roomy = start_proxy(orthanc.url, "--max-collection-bytes", "1G", "--collection-sizes", "qido")
+    out = tmp_path / "all.zip"
+    curl(f"{roomy.url}/dicom-web/studies?accept=application/zip", out)
+    assert len(check_all(out).studies) == len(orthanc.studies)
