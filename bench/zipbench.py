@@ -269,7 +269,8 @@ def status_kib(pid: int, key: str) -> int:
 class ProxyProcess:
     """``python -m zipproxy`` on a free loopback port, in its own process group."""
 
-    def __init__(self, upstream: str, workers: int, logdir: Path, label: str) -> None:
+    def __init__(self, upstream: str, workers: int, logdir: Path, label: str,
+                 *extra: str) -> None:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -278,7 +279,8 @@ class ProxyProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zipproxy", "--upstream", upstream, "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-format", "text", "--workers", str(workers)],
+             "--port", str(self.port), "--log-format", "text", "--workers", str(workers),
+             *extra],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             cwd=REPO, start_new_session=True,
         )
