@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -201,3 +203,30 @@ def test_qido_estimate_for_any_origin(
     out = tmp_path / "all.zip"
     curl(f"{roomy.url}/dicom-web/studies?accept=application/zip", out)
     assert len(check_all(out).studies) == len(orthanc.studies)
+
+
+def readme_loader_snippet() -> str:
+    """The README's training-loader snippet, exactly as documented."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("A training loader needs only this:", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_snippet_loads_a_cohort(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
+) -> None:
+    """The documented lines, run as a researcher would (only host and port changed): they
+    download the CT cohort, check every SHA-256 against MANIFEST.CSV and select the CT rows."""
+    snippet = readme_loader_snippet()
+    assert "http://127.0.0.1:8080/" in snippet
+    snippet = snippet.replace("http://127.0.0.1:8080/", f"{proxy.url}/")
+    snippet += "\nprint(len(index), len(ct))\n"
+    run = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    studies = qido_studies(orthanc, "ModalitiesInStudy=CT")
+    info = check_all(tmp_path / "cohort.zip")
+    assert {s.StudyInstanceUID for s in info.studies} == studies
+    ct_records = [r for r in info.records if r.series.get("Modality") == "CT"]
+    assert run.stdout.split() == [str(len(info.records)), str(len(ct_records))]
+    assert ct_records  # a CT cohort with no CT row would prove nothing
