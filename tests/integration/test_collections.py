@@ -199,6 +199,12 @@ def test_qido_estimate_for_any_origin(
         estimate = int(r.text.split("studies of ")[1].split()[0])
         actual = sum(path.stat().st_size for path in info.files)
         assert actual / 2 <= estimate <= actual * 2, (info.patient_id, estimate, actual)
+    ct = orthanc.study("ZP-CT-001")
+    r = requests.get(f"{proxy.url}/dicom-web/studies/{ct.study_uid}/series?accept=application/zip",
+                     timeout=30)
+    assert r.status_code == 413 and "series of" in r.text and "estimated" in r.text
+    assert int(r.text.split("series of ")[1].split()[0]) >= sum(
+        path.stat().st_size for path in ct.files)  # native pixels: the estimate is above
     roomy = start_proxy(orthanc.url, "--max-collection-bytes", "1G", "--collection-sizes", "qido")
     out = tmp_path / "all.zip"
     curl(f"{roomy.url}/dicom-web/studies?accept=application/zip", out)
