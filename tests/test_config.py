@@ -84,3 +84,13 @@ def test_readme_configuration_table_matches_the_code() -> None:
         )
         expected[opt.flag] = (opt.env, default)
     assert rows == expected
+
+
+def test_public_url_is_checked_and_loses_its_trailing_slash() -> None:
+    base = ["--upstream", "http://x"]
+    assert load(base, env={}).public_url == ""
+    s = load([*base, "--public-url", "https://pacs.example.org/zip/"], env={})
+    assert s.public_url == "https://pacs.example.org/zip"
+    for bad in ("pacs.example.org", "https://u:p@pacs.example.org", "https://pacs/?a=1"):
+        with pytest.raises(ConfigError, match="--public-url"):
+            load([*base, "--public-url", bad], env={})

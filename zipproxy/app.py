@@ -252,7 +252,8 @@ async def create_link(request: web.Request) -> web.Response:
     signer = request.app.get(SIGNER)
     if signer is None:
         raise Forbidden("signed download links are not enabled (set --link-secret)")
-    return await links.create_link(request, request.app[UPSTREAM], signer)
+    return await links.create_link(request, request.app[UPSTREAM], signer,
+                                   request.app[SETTINGS].public_url)
 
 
 async def healthy(request: web.Request) -> web.Response:

@@ -26,6 +26,18 @@ def _url(value: str) -> URL:
     return url.with_path(url.path.rstrip("/"))
 
 
+def _public_url(value: str) -> str:
+    """Empty, or an http(s) URL without query: where clients reach the proxy."""
+    if not value:
+        return ""
+    url = URL(value)
+    if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+        raise ValueError(f"expected an http(s) URL with a host and no query, got {value!r}")
+    if url.user or url.password:
+        raise ValueError("the public URL takes no credentials")
+    return str(url).rstrip("/")
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 <= port <= 65535:
@@ -150,6 +162,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("link_secret", str, "", "secret that signs download links (POST /-/links); empty "
            "disables signed links; share it between workers and replicas"),
     Option("link_ttl", _seconds, "900", "seconds a signed download link stays valid"),
+    Option("public_url", _public_url, "", "URL clients reach the proxy at, e.g. "
+           "https://pacs.example.org behind a TLS ingress; signed links start with it; empty = "
+           "the request's own scheme and Host"),
     Option("log_format", _choice("json", "text"), "json", "log line format"),
     Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
 )
@@ -179,6 +194,7 @@ class Settings:
     upstream_auth: str = ""
     link_secret: str = ""
     link_ttl: float = 900.0
+    public_url: str = ""
     log_format: str = "json"
     log_level: str = "info"
 

@@ -66,7 +66,10 @@ def _qido_check(resource: Resource) -> tuple[str, str]:
     return f"{resource.prefix}/studies", f"StudyInstanceUID={resource.study}"
 
 
-async def create_link(request: web.Request, upstream: Upstream, signer: LinkSigner) -> web.Response:
+async def create_link(request: web.Request, upstream: Upstream, signer: LinkSigner,
+                      public_url: str = "") -> web.Response:
+    """Answer ``{"url", "expires"}``; the URL starts with ``public_url`` when set (the proxy
+    behind a TLS ingress sees neither the public scheme nor, always, the public host)."""
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
@@ -95,7 +98,8 @@ async def create_link(request: web.Request, upstream: Upstream, signer: LinkSign
         raise UpstreamStatus(404, "no such study or series at the upstream for this caller",
                              {"Content-Type": "text/plain"}, b"no such study or series\n")
     token, expires = signer.sign(path)
-    url = f"{request.scheme}://{request.host}{path}?accept=application/zip&{PARAM}={quote(token)}"
+    base = public_url or f"{request.scheme}://{request.host}"
+    url = f"{base}{path}?accept=application/zip&{PARAM}={quote(token)}"
     return web.json_response({"url": url, "expires": expires},
                              headers={"Cache-Control": "no-store"})
 

@@ -70,3 +70,22 @@ def test_unknown_study_and_bad_requests(link_proxy: Proxy) -> None:
 def test_links_disabled_without_secret(proxy: Proxy) -> None:
     r = requests.post(f"{proxy.url}/-/links", json={"path": "/dicom-web/studies/1.2"}, timeout=30)
     assert r.status_code == 403 and "not enabled" in r.text
+
+
+def test_links_behind_an_ingress_start_with_the_public_url(
+    orthanc_auth: SampleUpstream, start_proxy: StartProxy
+) -> None:
+    """Behind a TLS ingress that maps https://pacs.example.org/zip to the proxy, the link must be
+    the public one; the path after the prefix is what the proxy verifies."""
+    public = "https://pacs.example.org/zip"
+    proxy = start_proxy(orthanc_auth.url, "--link-secret", "test-link-secret",
+                        "--upstream-auth", f"alice:{SECRET_PASSWORD}", "--public-url", public + "/")
+    path = f"/dicom-web/studies/{orthanc_auth.studies[0].study_uid}"
+    r = requests.post(f"{proxy.url}/-/links", json={"path": path},
+                      auth=("alice", SECRET_PASSWORD), timeout=30)
+    assert r.status_code == 200, r.text
+    url = r.json()["url"]
+    assert url.startswith(f"{public}{path}?accept=application/zip&zp-link=")
+    # What the ingress forwards (the prefix stripped) opens the ZIP.
+    r = requests.get(proxy.url + url.removeprefix(public), timeout=60)
+    assert r.status_code == 200 and r.content[:2] == b"PK"
