@@ -8,12 +8,13 @@ import asyncio
 import csv
 import io
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer, make_mocked_request
+from aiohttp.test_utils import make_mocked_request
+from localserver import serve
 from yarl import URL
 
 from zipproxy.app import create_app
@@ -163,15 +164,6 @@ def _qido(count: int) -> list[dict[str, object]]:
              "00200013": {"Value": [n]}} for n in range(1, count + 1)]
 
 
-async def _serve(app: web.Application) -> AsyncIterator[TestServer]:
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
 async def _run(render: Handler, count: int,
                check: Callable[[aiohttp.ClientResponse], Awaitable[None]]) -> None:
     async def qido(request: web.Request) -> web.Response:
@@ -181,8 +173,8 @@ async def _run(render: Handler, count: int,
     upstream = web.Application()
     upstream.router.add_get(f"/studies/{STUDY}/instances", qido)
     upstream.router.add_get(f"/studies/{STUDY}/series/4.5/instances/{{sop}}/rendered", render)
-    async for up in _serve(upstream):
-        async for proxy in _serve(create_app(Settings(upstream=up.make_url("/"),
+    async for up in serve(upstream):
+        async for proxy in serve(create_app(Settings(upstream=up.make_url("/"),
                                                       read_timeout=5))):
             async with aiohttp.ClientSession() as session, session.get(
                 proxy.make_url(f"/studies/{STUDY}/rendered?accept=application/zip")

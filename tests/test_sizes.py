@@ -7,11 +7,9 @@ ignores ``offset``, one that refuses ``/system``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from localserver import serve
 from multidict import CIMultiDict
 
 from zipproxy.errors import UpstreamStatus
@@ -48,19 +46,10 @@ def test_orthanc_total_reads_string_sizes_and_refuses_a_gap() -> None:
     assert orthanc_total([]) == 0
 
 
-async def _serve(app: web.Application) -> AsyncIterator[TestServer]:
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
 async def _measure(app: web.Application, source: str, uids: list[str],
                    calls: int = 1) -> list[object]:
     results: list[object] = []
-    async for server in _serve(app):
+    async for server in serve(app):
         session = make_session(5, 5)
         try:
             sizer = Sizer(Upstream(session, server.make_url("/")), source)
