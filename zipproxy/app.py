@@ -31,7 +31,7 @@ from .errors import (
 )
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import negotiate
-from .passthrough import RESPONSE, SENT, forward
+from .passthrough import PUBLIC_URL, RESPONSE, SENT, forward
 from .rendered import rendered_zip_request, stream_rendered
 from .retrieve import (
     ASSEMBLER,
@@ -282,6 +282,7 @@ async def metrics_view(request: web.Request) -> web.Response:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors_and_log], client_max_size=0)
     app[SETTINGS] = settings
+    app[PUBLIC_URL] = settings.public_url
     app[STREAMS] = slots = StreamSlots(settings.max_streams)
     app[METRICS] = metrics = Metrics()
     metrics.in_flight.set_function(lambda: slots.active)

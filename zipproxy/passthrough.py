@@ -2,31 +2,58 @@
 
 Method, raw path, raw query, status and end-to-end headers are kept; bodies are never buffered
 (a 1 GB STOW-RS upload streams from the client socket to the upstream socket, a large multipart
-retrieval the other way). ``X-Forwarded-For/Proto/Host`` are added.
+retrieval the other way).
+
+The proxy tells the upstream where clients reach it, so that the URLs the upstream writes into
+its answers (QIDO RetrieveURL (0008,1190), metadata BulkDataURIs, PS3.18 F.2.6) lead back through
+the proxy: ``X-Forwarded-For`` is appended to, ``X-Forwarded-Proto/Host`` and ``Forwarded``
+(RFC 7239) are set from ``--public-url`` or from the request's own scheme and Host. The
+client's own ``Forwarded`` and ``X-Forwarded-Proto/Host`` are not trusted and not passed on.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from .upstream import Upstream, body_chunks, end_to_end
 
 # The prepared response (ZIP or pass-through), and the body bytes handed to the connection.
 RESPONSE: Final = web.RequestKey("response", web.StreamResponse)
 SENT: Final = web.ResponseKey("sent", int)
+# --public-url ("" = none), set by the app.
+PUBLIC_URL: Final = web.AppKey("public_url", str)
+# A host[:port] that needs no quoting: Orthanc's DICOMweb plugin reads Forwarded values verbatim
+# (a quoted host would end up, quotes and all, in its URLs).
+_PLAIN_HOST: Final = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def public_origin(request: web.Request) -> tuple[str, str]:
+    """(scheme, host[:port]) clients use to reach the proxy: --public-url, else the request's."""
+    public = request.app.get(PUBLIC_URL, "")
+    if public:
+        url = URL(public)
+        return url.scheme, url.raw_authority
+    return request.scheme, request.host
 
 
 def forwarded_headers(request: web.Request, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
-    """The client's end-to-end headers for the upstream, plus X-Forwarded-*."""
-    headers = end_to_end(request.headers, drop=("Host", *drop))
+    """The client's end-to-end headers for the upstream, plus where the client reached us."""
+    headers = end_to_end(request.headers, drop=("Host", "Forwarded", *drop))
     peer = request.remote or ""
     prior = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Forwarded-Host"] = request.host
+    scheme, host = public_origin(request)
+    headers["X-Forwarded-Proto"] = scheme
+    headers["X-Forwarded-Host"] = host
+    # RFC 7239 4: one element of our own. Orthanc's DICOMweb plugin builds its URLs from it when
+    # its DicomWeb.Host is unset (it ignores X-Forwarded-*).
+    if _PLAIN_HOST.fullmatch(host):
+        headers["Forwarded"] = f"proto={scheme};host={host}"
     return headers
 
 

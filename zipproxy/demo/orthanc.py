@@ -136,11 +136,11 @@ class Orthanc:
             "WebDavEnabled": False,
             "SaveJobs": False,
             "DefaultEncoding": "Utf8",
+            # No DicomWeb.Host/Ssl: the plugin then builds RetrieveURLs and BulkDataURIs from the
+            # request (Forwarded, else Host), so behind zipproxy they point at the proxy.
             "DicomWeb": {
                 "Enable": True,
                 "Root": "/dicom-web/",
-                "Host": f"127.0.0.1:{port}",
-                "Ssl": False,
             },
         }
         for key, value in self.extra_config.items():
