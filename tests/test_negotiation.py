@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zipproxy.errors import BadRequest, NotAcceptable
-from zipproxy.negotiation import ZIP, ZipRequest, is_valid_uid, negotiate
+from zipproxy.negotiation import ZIP, ZipRequest, accept_query_values, is_valid_uid, negotiate
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 JPEG = "1.2.840.10008.1.2.4.50"
@@ -481,3 +481,32 @@ def test_prefer_zip_on_tie_only_adds_zip(header: str | None, params: list[str]) 
         return
     if plain is not None:
         assert negotiate(header, params, prefer_zip_on_tie=True) == plain
+
+
+@pytest.mark.parametrize(
+    ("raw_query", "values"),
+    [
+        ("accept=application/zip", ["application/zip"]),
+        # An unencoded subtype suffix keeps its "+" (a generic parser makes it a space).
+        ("accept=application/zip,application/dicom+json",
+         ["application/zip,application/dicom+json"]),
+        # A form-encoded space is still a space; %2B is always a "+".
+        ("accept=application/zip;+transfer-syntax=*", ["application/zip; transfer-syntax=*"]),
+        ("accept=application%2Fzip%3B%20transfer-syntax%3D*",
+         ["application/zip; transfer-syntax=*"]),
+        ("accept=application/dicom%2Bjson,+application/zip",
+         ["application/dicom+json, application/zip"]),
+        ("a=1&accept=image/png&accept=application/zip&acceptx=1&accept",
+         ["image/png", "application/zip"]),
+        ("", []),
+    ],
+)
+def test_accept_query_values(raw_query: str, values: list[str]) -> None:
+    assert accept_query_values(raw_query) == values
+
+
+def test_dicom_json_with_zip_in_a_link_negotiates_as_written() -> None:
+    zip_first = accept_query_values("accept=application/dicom+json;q=0.5,application/zip")
+    assert negotiate(None, zip_first) is not None
+    json_first = accept_query_values("accept=application/zip;q=0.5,application/dicom+json")
+    assert negotiate(None, json_first) is None

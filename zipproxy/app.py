@@ -30,7 +30,7 @@ from .errors import (
     ZipProxyError,
 )
 from .metrics import CONTENT_TYPE, Metrics
-from .negotiation import negotiate
+from .negotiation import accept_query_values, negotiate
 from .passthrough import PUBLIC_URL, RESPONSE, SENT, forward
 from .rendered import rendered_zip_request, stream_rendered
 from .retrieve import (
@@ -196,7 +196,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     upstream = request.app[UPSTREAM]
     raw_path = request.rel_url.raw_path
-    accept_params = request.rel_url.query.getall("accept", [])
+    accept_params = accept_query_values(request.rel_url.raw_query_string)
     # Only a request that mentions zip is negotiated here: anything else stays transparent,
     # even an odd Accept header the upstream may tolerate.
     if (request.method in ("GET", "HEAD") and "/studies" in raw_path

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import unquote
 
 from zipproxy.errors import BadRequest, NotAcceptable
 
@@ -237,6 +239,26 @@ def _accepts_zip(header: list[_Range]) -> bool:
         if weights:
             return max(weights) > 0
     return False
+
+
+# A "+" inside a media type (application/dicom+json, PS3.18 8.7.3) stays a "+"; elsewhere it is
+# a form-encoded space (";+transfer-syntax=*"). Media-type tokens never contain spaces, so a "+"
+# between two letters or digits is always part of a subtype.
+_SPACE_PLUS: Final = re.compile(r"(?<![A-Za-z0-9])\+|\+(?![A-Za-z0-9])")
+
+
+def accept_query_values(raw_query: str) -> list[str]:
+    """Every value of the ``accept`` query parameter in a raw (percent-encoded) query string.
+
+    A generic query parser turns every ``+`` into a space, which breaks
+    ``accept=application/dicom+json`` written unencoded in a link; here only a ``+`` that
+    cannot belong to a media type is a space. ``%2B`` is always a ``+``."""
+    values = []
+    for pair in raw_query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and unquote(name.replace("+", " ")) == "accept":
+            values.append(unquote(_SPACE_PLUS.sub(" ", value)))
+    return values
 
 
 def negotiate(

@@ -41,7 +41,7 @@ from . import __version__, retrieve
 from .archive import ArchiveWriter, Buffer
 from .config import Settings
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
-from .negotiation import is_valid_uid, negotiate
+from .negotiation import accept_query_values, is_valid_uid, negotiate
 from .passthrough import RESPONSE
 from .upstream import Upstream, read_bounded
 
@@ -118,7 +118,8 @@ def rendered_zip_request(request: web.Request, settings: Settings) -> RenderedRe
     raw_path = request.rel_url.raw_path
     if request.method not in ("GET", "HEAD") or not raw_path.endswith("/rendered"):
         return None
-    header, params = request.headers.get("Accept", ""), request.rel_url.query.getall("accept", [])
+    header = request.headers.get("Accept", "")
+    params = accept_query_values(request.rel_url.raw_query_string)
     if "zip" not in header.lower() and not any("zip" in p.lower() for p in params):
         return None
     resource = retrieve.match_resource(raw_path.removesuffix("/rendered"))

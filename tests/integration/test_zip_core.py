@@ -165,6 +165,16 @@ def test_not_acceptable_and_bad_requests(proxy: Proxy, orthanc: SampleUpstream) 
     assert r.status_code == 406
 
 
+def test_unencoded_plus_in_an_accept_link(proxy: Proxy, orthanc: SampleUpstream) -> None:
+    """``application/dicom+json`` typed into a link keeps its "+" (not a form-encoded space)."""
+    url = f"{proxy.url}/dicom-web/studies/{orthanc.studies[0].study_uid}"
+    # requests would encode "+" as %2B: curl sends the link byte for byte, as a browser does.
+    link = url + "?accept=application/dicom+json;q=0.5,application/zip;+transfer-syntax=*"
+    run = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{content_type}",
+                          link], capture_output=True, text=True, timeout=60)
+    assert run.stdout == "200 application/zip", run.stdout
+
+
 def test_manifest_rows_match_the_entries(
     proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
 ) -> None:
