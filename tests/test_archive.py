@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import zipfile
+import zlib
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -22,13 +23,15 @@ def produce(entries: list[tuple[str, bytes, bool]], *, hold_limit: int, chunk: i
     for piece in w.add("README.TXT", b"hello\r\n"):
         out += piece
     for name, data, announce in entries:
-        w.open(name, len(data) if announce else None)
+        out += b"".join(w.open(name, len(data) if announce else None))
         for i in range(0, len(data), chunk):
             for piece in w.write(memoryview(data)[i : i + chunk]):
                 out += piece
-        for piece in w.close():
+        pieces, crc = w.close()
+        assert crc == zlib.crc32(data)
+        for piece in pieces:
             out += piece
-    for piece in w.finish("3 entries"):
+    for piece in w.tail([], "3 entries"):
         out += piece
     assert w.bytes_written == len(out)
     return bytes(out)
@@ -107,15 +110,13 @@ def test_encrypted_archive_opens_only_with_its_password(tmp_path: Path) -> None:
         out += piece
     for name, announce in (("A", True), ("B", True), ("C", False), ("D", True)):
         data = datas[name]
-        w.open(name, len(data) if announce else None)
+        out += b"".join(w.open(name, len(data) if announce else None))
         for i in range(0, len(data), 4096):
             for piece in w.write(memoryview(data)[i : i + 4096]):
                 out += piece
-        for piece in w.close():
+        for piece in w.close()[0]:
             out += piece
-    for piece in w.add("DICOMDIR", b"directory"):
-        out += piece
-    for piece in w.finish():
+    for piece in w.tail([("DICOMDIR", 9, iter([b"direc", b"tory"]))]):
         out += piece
     path = Path(tmp_path) / "enc.zip"
     path.write_bytes(out)
@@ -143,11 +144,11 @@ def test_deflate_level_compresses_streamed_entries() -> None:
     w = ArchiveWriter(hold_limit=1000, deflate_level=6)
     data = b"DICOM " * 20_000
     out = bytearray()
-    w.open("BIG", len(data))
+    out += b"".join(w.open("BIG", len(data)))
     for i in range(0, len(data), 7000):
         for piece in w.write(data[i : i + 7000]):
             out += piece
-    for piece in w.close() + w.finish():
+    for piece in [*w.close()[0], *w.tail([])]:
         out += piece
     with zipfile.ZipFile(io.BytesIO(bytes(out))) as zf:
         (info,) = zf.infolist()

@@ -17,18 +17,21 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import DIRECTORY_RECORDERS, FileSet
 from pydicom.uid import ColorPaletteStorage, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from zipproxy.dicomdir import _KEYS, DicomDirBuilder
-from zipproxy.dicomheader import HeaderParser
+from zipproxy.dicomdir import DicomDirBuilder
+from zipproxy.dicomscan import DicomScanner, Scan
 from zipproxy.errors import DuplicateInstance
+from zipproxy.records import BEYOND_PYDICOM, wanted_for
+from zipproxy.records import KEYS as _KEYS
 
 NAME_192 = "Müller^Jürgen"
 NAME_CJK = "山田^太郎"
 LACKING = ["PatientID", "StudyDate", "StudyID", "SeriesNumber", "InstanceNumber", "Modality"]
 
 
-def _header(data: bytes) -> Dataset:
-    parser = HeaderParser()
-    return parser.feed(data) or parser.finish()
+def _header(data: bytes) -> Scan:
+    scanner = DicomScanner(wanted_for)
+    scanner.feed(data)
+    return scanner.finish()
 
 
 def _instances() -> list[tuple[str, bytes]]:
@@ -55,6 +58,13 @@ def _instances() -> list[tuple[str, bytes]]:
     ]
 
 
+def _build(builder: DicomDirBuilder) -> bytes:
+    size, pieces = builder.build()
+    data = b"".join(pieces)
+    assert len(data) == size
+    return data
+
+
 def _write_fileset(root: Path, instances: list[tuple[str, bytes]]) -> Path:
     builder = DicomDirBuilder("ZIPPROXY TEST")
     for index, (_, data) in enumerate(instances):
@@ -64,7 +74,7 @@ def _write_fileset(root: Path, instances: list[tuple[str, bytes]]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     assert len(builder) == len(instances)
-    (root / "DICOMDIR").write_bytes(builder.build())
+    (root / "DICOMDIR").write_bytes(_build(builder))
     return root / "DICOMDIR"
 
 
@@ -185,13 +195,15 @@ def test_dcmdump_parses(fileset: tuple[Path, list[tuple[str, bytes]]]) -> None:
 
 
 def test_twenty_thousand_instances() -> None:
-    header = _header(encode(make("CT", charset="ISO_IR 192", patient_name=NAME_192)))
+    ds = make("CT", charset="ISO_IR 192", patient_name=NAME_192)
     builder = DicomDirBuilder()
     for index in range(20_000):
-        header.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{index}"
-        header.SeriesInstanceUID = f"1.2.3.4.{index // 1000}"
-        builder.add(header, ("DICOM", f"SE{index // 1000:06d}", f"IM{index:06d}"))
-    ds = pydicom.dcmread(io.BytesIO(builder.build()))
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = f"1.2.3.{index}"
+        ds.SeriesInstanceUID = f"1.2.3.4.{index // 1000}"
+        builder.add(_header(encode(ds)), ("DICOM", f"SE{index // 1000:06d}", f"IM{index:06d}"))
+    data = _build(builder)
+    builder.close()
+    ds = pydicom.dcmread(io.BytesIO(data))
     types = [r.DirectoryRecordType for r in ds.DirectoryRecordSequence]
     assert types.count("IMAGE") == 20_000
     assert types.count("SERIES") == 20
@@ -213,6 +225,7 @@ def test_duplicates_and_bad_arguments() -> None:
         with pytest.raises(ValueError):
             DicomDirBuilder(bad_id)
     assert len(builder) == 1
+    builder.close()
 
 
 def test_record_type_fallbacks(tmp_path: Path) -> None:
@@ -241,11 +254,17 @@ def test_record_type_fallbacks(tmp_path: Path) -> None:
     assert b"\nError" not in b"\n" + result.stdout + result.stderr
 
 
+# Where the standard and pydicom's recorders part (PS3.3 F.5-28: RAW DATA's InstanceNumber is
+# Type 2), besides the keys records.BEYOND_PYDICOM adds.
+TYPE_DIFFERS = {("RAW DATA", "InstanceNumber"): 2}
+
+
 @pytest.mark.parametrize("record_type", sorted(set(DIRECTORY_RECORDERS) - {"PRIVATE"}))
 def test_key_table_matches_pydicom(record_type: str) -> None:
-    """``_KEYS`` mirrors pydicom's DIRECTORY_RECORDERS: same keys; Type 1 exactly the keys
-    the recorder refuses to do without."""
-    keys = dict(_KEYS[record_type])
+    """``KEYS`` mirrors pydicom's DIRECTORY_RECORDERS: same keys; Type 1 exactly the keys
+    the recorder refuses to do without -- except where PS3.3 says otherwise (listed)."""
+    beyond = set(BEYOND_PYDICOM.get(record_type, ()))
+    keys = {kw: t for kw, t in _KEYS[record_type] if kw not in beyond}
 
     def full(without: str = "") -> Dataset:
         ds = Dataset()
@@ -261,7 +280,9 @@ def test_key_table_matches_pydicom(record_type: str) -> None:
     recorder = DIRECTORY_RECORDERS[record_type]
     assert {e.keyword for e in recorder(full())} == set(keys)
     for keyword, key_type in keys.items():
-        if key_type == 1:
+        pydicom_type = 1 if TYPE_DIFFERS.get((record_type, keyword)) else key_type
+        assert TYPE_DIFFERS.get((record_type, keyword), key_type) == key_type
+        if pydicom_type == 1:
             with pytest.raises(ValueError):
                 recorder(full(without=keyword))
         else:

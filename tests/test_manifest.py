@@ -1,37 +1,42 @@
-"""MANIFEST.CSV rows: values from the header, size and SHA-256 of what was written."""
+"""MANIFEST.CSV rows: values from the instance, size and checksums of what was written."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+import zlib
 
-from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
+import pytest
+from dicomfactory import encode, make
 
-from zipproxy.manifest import COLUMNS, Manifest
-
-
-def header(**values: object) -> Dataset:
-    ds = Dataset()
-    for k, v in values.items():
-        setattr(ds, k, v)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
-    return ds
+from zipproxy.dicomscan import DicomScanner
+from zipproxy.manifest import Manifest, columns
+from zipproxy.records import wanted_for
 
 
-def test_rows_hash_what_was_written_in_any_chunks() -> None:
-    m = Manifest()
-    m.start("DICOM/ST000001/SE000001/IM000001",
-            header(PatientID="=HYPERLINK(1)", StudyInstanceUID="1.2", Rows=4, Columns=5))
+@pytest.mark.parametrize("sha256", [False, True])
+def test_rows_checksum_what_was_written_in_any_chunks(sha256: bool) -> None:
+    ds = make("CT", patient_id="=HYPERLINK(1)")
+    ds.Rows, ds.Columns = 4, 5
+    scanner = DicomScanner(wanted_for)
+    scanner.feed(encode(ds))
+    scan = scanner.finish()
+    m = Manifest(sha256=sha256)
+    m.start()
     for chunk in (b"abc", memoryview(b"defg"), b""):
         m.update(chunk)
-    m.end()
-    rows = list(csv.DictReader(io.StringIO(m.render().decode())))
-    assert list(rows[0]) == list(COLUMNS)
+    m.end("DICOM/ST000001/SE000001/IM000001", scan, 7, zlib.crc32(b"abcdefg"))
+    size, pieces = m.render()
+    text = b"".join(pieces)
+    assert len(text) == size
+    m.close()
+    rows = list(csv.DictReader(io.StringIO(text.decode())))
+    assert list(rows[0]) == list(columns(sha256))
     (row,) = rows
-    assert row["sha256"] == hashlib.sha256(b"abcdefg").hexdigest() and row["size"] == "7"
+    assert row["crc32"] == f"{zlib.crc32(b'abcdefg'):08x}" and row["size"] == "7"
+    assert row.get("sha256") == (hashlib.sha256(b"abcdefg").hexdigest() if sha256 else None)
     assert row["PatientID"] == "'=HYPERLINK(1)"  # no formula for spreadsheets
     assert (row["Rows"], row["Columns"], row["NumberOfFrames"]) == ("4", "5", "")
     assert row["TransferSyntaxUID"] == "1.2.840.10008.1.2.1"
+    assert row["SOPInstanceUID"] == ds.SOPInstanceUID and row["Modality"] == "CT"

@@ -1,33 +1,40 @@
-"""From multipart bytes to DICOM ZIP bytes, with no I/O: the heart of a ZIP retrieve.
+"""From multipart events to DICOM ZIP bytes, with no I/O: the heart of a ZIP retrieve.
 
-For every part of the upstream's ``multipart/related; type="application/dicom"`` body:
+For every part of the upstream's ``multipart/related; type="application/dicom"`` bodies (the
+events of :class:`~zipproxy.multipart.MultipartSplitter`):
 
-1. Keep the part's first chunks (at most ``header_limit`` bytes) until its header parses
-   (:class:`~zipproxy.dicomheader.HeaderParser` accepts a header only when it is complete).
-2. Choose the File ID from the header (study, series and instance counters, see :class:`Layout`),
-   record the instance in the DICOMDIR, open the ZIP entry and write the kept chunks.
-3. Write every further chunk straight into the entry; close it when the part ends.
+1. Scan the part's bytes as they arrive (:class:`~zipproxy.dicomscan.DicomScanner`): only
+   element headers and the few values the DICOMDIR and the manifest need.
+2. Hold the first chunks until the Study and Series Instance UIDs are known -- usually in the
+   first few KiB -- which choose the File ID (study, series and instance counters, see
+   :class:`Layout`); then open the ZIP entry, write the held chunks, and every further chunk
+   straight into the entry. A part that shows neither UID within ``hold_limit`` bytes is named
+   with what is known, so holding never grows past that.
+3. When the part ends: close the entry, add the instance's DICOMDIR record and manifest row.
 
-After the closing boundary come MANIFEST.CSV (one row per instance, with its SHA-256), the
-DICOMDIR as the last entry, then the central directory.
+After the last body: MANIFEST.CSV, the DICOMDIR as the last entry, the central directory
+(:meth:`ZipAssembler.finish`). What is kept until then is spooled, so memory stays flat in the
+number of instances; :meth:`ZipAssembler.close` removes the spools.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from pydicom import Dataset
-
 from .archive import ArchiveWriter, Buffer
 from .dicomdir import DicomDirBuilder
-from .dicomheader import HeaderParser, pydicom_quietly
+from .dicomscan import DicomScanner, Element, Scan
 from .errors import InstanceError, MultipartError, NoInstances
 from .manifest import Manifest
-from .multipart import MultipartSplitter, PartData, PartStart
+from .multipart import Event, PartData, PartStart
+from .records import tag_of, wanted_for
 
 ROOT: Final = "DICOM"
 _MAX_INDEX: Final = 999_999  # "ST" / "SE" / "IM" + 6 digits = 8 characters (PS3.10 8.2)
+_STUDY: Final = tag_of("StudyInstanceUID")
+_SERIES: Final = tag_of("SeriesInstanceUID")
 
 
 @dataclass
@@ -40,9 +47,9 @@ class Layout:
     series per study and instances per series.
     """
 
-    studies: dict[str, tuple[int, dict[str, list[int]]]] = field(default_factory=dict)
+    studies: dict[bytes, tuple[int, dict[bytes, list[int]]]] = field(default_factory=dict)
 
-    def file_id(self, study_uid: str, series_uid: str) -> tuple[str, str, str, str]:
+    def file_id(self, study_uid: bytes, series_uid: bytes) -> tuple[str, str, str, str]:
         study = self.studies.get(study_uid)
         if study is None:
             study = self.studies[study_uid] = (len(self.studies) + 1, {})
@@ -54,14 +61,33 @@ class Layout:
             raise InstanceError("more than 999,999 studies, series or instances in one level")
         return (ROOT, f"ST{study[0]:06d}", f"SE{series[0]:06d}", f"IM{series[1]:06d}")
 
+    @property
+    def series(self) -> int:
+        return sum(len(s[1]) for s in self.studies.values())
+
 
 def _is_dicom_part(headers: dict[str, str]) -> bool:
     ctype = headers.get("content-type", "application/dicom")  # PS3.18: the default is the type=
     return ctype.split(";", 1)[0].strip().lower() == "application/dicom"
 
 
+class _Part:
+    """The part being read: its scanner, the chunks held until it is named, its entry."""
+
+    __slots__ = ("held", "held_bytes", "length", "name", "scanner", "size")
+
+    def __init__(self, scanner: DicomScanner, length: int | None) -> None:
+        self.scanner = scanner
+        self.length = length
+        self.size = 0
+        self.held: list[memoryview] = []
+        self.held_bytes = 0
+        self.name: tuple[str, ...] | None = None  # its File ID, once the entry is open
+
+
 class ZipAssembler:
-    """Feed the upstream body chunk by chunk; each call returns the ZIP bytes ready to send."""
+    """Feed the multipart events of the upstream bodies; each call returns the ZIP bytes ready
+    to send. ``manifest`` is ``None`` (no MANIFEST.CSV), ``"crc32"`` or ``"sha256"``."""
 
     def __init__(
         self,
@@ -71,117 +97,137 @@ class ZipAssembler:
         hold_limit: int,
         deflate_level: int = 0,
         file_set_id: str = "",
-        manifest: bool = True,
+        manifest: str | None = "crc32",
         password: bytes | None = None,
+        spool_dir: str | None = None,
     ) -> None:
-        self._splitter: MultipartSplitter | None = None
         self._writer = ArchiveWriter(hold_limit=hold_limit, deflate_level=deflate_level,
-                                     password=password)
-        self._dicomdir = DicomDirBuilder(file_set_id)
+                                     password=password, spool_dir=spool_dir)
+        self._dicomdir = DicomDirBuilder(file_set_id, spool_dir)
+        self._manifest = (Manifest(sha256=manifest == "sha256", spool_dir=spool_dir)
+                          if manifest else None)
         self._layout = Layout()
         self._readme = readme
-        self._manifest = Manifest() if manifest else None
         self._header_limit = header_limit
-        self._parser: HeaderParser | None = None
-        self._pending: list[memoryview] = []
-        self._in_part = False
-        self._length: int | None = None
-        self._entry_open = False
-        self.started = False  # True once the first instance's header parsed: ZIP bytes follow
+        self._hold_limit = hold_limit
+        self._part: _Part | None = None
+        # Per-byte work that is heavy enough for a worker thread (AES, real deflate).
+        self.heavy = password is not None or deflate_level > 0
+        self.started = False  # True once the first entry opened: ZIP bytes follow
         self.instances = 0
         self.instance_bytes = 0
+        self.unreadable = 0  # instances whose data set could not be read to the end
+        self.first_problem = ""
 
     @property
     def bytes_written(self) -> int:
         return self._writer.bytes_written
 
-    def begin_body(self, boundary: str) -> None:
-        """The next upstream body (one per study or series of a collection) begins."""
-        assert self._splitter is None, "the previous body was not ended"
-        self._splitter = MultipartSplitter(boundary)
+    @property
+    def conflicts(self) -> list[str]:
+        """DICOMDIR keys on which instances of one entity disagreed (see dicomdir)."""
+        return self._dicomdir.conflict_notes
 
-    def end_body(self) -> None:
-        """That body ended: raise unless it was whole (closing boundary seen)."""
-        assert self._splitter is not None
-        self._splitter.eof()
-        self._splitter = None
-
-    def feed(self, chunk: bytes) -> list[Buffer]:
-        assert self._splitter is not None, "begin_body() first"
+    def feed(self, events: list[Event]) -> list[Buffer]:
         out: list[Buffer] = []
-        for event in self._splitter.feed(chunk):
+        for event in events:
             if isinstance(event, PartData):
-                self.instance_bytes += len(event.data)
-                if self._entry_open:
-                    out += self._writer.write(event.data)
-                    if self._manifest is not None:
-                        self._manifest.update(event.data)
-                else:
-                    assert self._parser is not None
-                    self._pending.append(event.data)
-                    header = self._parser.feed(event.data)
-                    if header is not None:
-                        out += self._open(header)
+                out += self._data(event.data)
             elif isinstance(event, PartStart):
+                if self._part is not None:  # pragma: no cover - the splitter ends parts
+                    raise MultipartError("a part began inside a part")
                 if not _is_dicom_part(event.headers):
-                    raise InstanceError(
-                        "upstream part is not application/dicom "
-                        f"({event.headers.get('content-type', '')[:60]!r})"
-                    )
-                self._parser = HeaderParser(limit=self._header_limit)
-                self._pending = []
-                self._in_part = True
-                self._length = event.content_length
-            else:  # PartEnd
-                if not self._entry_open:
-                    assert self._parser is not None
-                    out += self._open(self._parser.finish())
-                out += self._writer.close()
+                    raise InstanceError("upstream part is not application/dicom "
+                                        f"({event.headers.get('content-type', '')[:60]!r})")
+                scanner = DicomScanner(wanted_for, limit=self._header_limit)
+                self._part = _Part(scanner, event.content_length)
                 if self._manifest is not None:
-                    self._manifest.end()
-                self._entry_open = self._in_part = False
-                self._parser = None
-                self.instances += 1
+                    self._manifest.start()
+            else:  # PartEnd
+                out += self._end()
         return out
 
-    def _open(self, header: Dataset) -> list[Buffer]:
+    def _data(self, data: memoryview) -> list[Buffer]:
+        part = self._part
+        assert part is not None, "data outside a part"
+        self.instance_bytes += len(data)
+        part.size += len(data)
+        scanner = part.scanner
+        if not scanner.done:
+            scanner.feed(data)
+        if part.name is not None:
+            if self._manifest is not None:
+                self._manifest.update(data)
+            return self._writer.write(data)
+        part.held.append(data)
+        part.held_bytes += len(data)
+        if (scanner.knows(_STUDY) and scanner.knows(_SERIES)) or (
+                part.held_bytes > self._hold_limit):
+            return self._open(part, scanner)
+        return []
+
+    def _open(self, part: _Part, scanner: DicomScanner, scan: Scan | None = None) -> list[Buffer]:
+        """Name the part and open its entry: README.TXT first, then the held chunks."""
         out: list[Buffer] = []
         if not self.started:
             self.started = True
             out += self._writer.add("README.TXT", self._readme, plain=True)
-        with pydicom_quietly():
-            study = str(header.get("StudyInstanceUID", "") or "")
-            series = str(header.get("SeriesInstanceUID", "") or "")
-        file_id = self._layout.file_id(study, series)
-        self._dicomdir.add(header, file_id)
-        name = "/".join(file_id)
-        self._writer.open(name, self._length)
-        self._entry_open = True
-        if self._manifest is not None:
-            self._manifest.start(name, header)
-        for data in self._pending:
+        elements = scan.elements if scan is not None else scanner.elements
+        part.name = self._layout.file_id(_value(elements, _STUDY), _value(elements, _SERIES))
+        out += self._writer.open("/".join(part.name), part.length)
+        for data in part.held:
             out += self._writer.write(data)
             if self._manifest is not None:
                 self._manifest.update(data)
-        self._pending = []
+        part.held = []
         return out
 
-    def finish(self, comment: str = "") -> list[Buffer]:
-        """Every body ended: MANIFEST.CSV, the DICOMDIR and the central directory."""
-        if self._splitter is not None:
-            self.end_body()
-        if self._in_part:  # pragma: no cover - eof() already refuses a body cut inside a part
+    def _end(self) -> list[Buffer]:
+        part, self._part = self._part, None
+        assert part is not None, "a part ended outside a part"
+        scan = part.scanner.finish()
+        if scan.problem:
+            self.unreadable += 1
+            self.first_problem = self.first_problem or scan.problem
+        out: list[Buffer] = []
+        if part.name is None:
+            out += self._open(part, part.scanner, scan)
+        assert part.name is not None
+        pieces, crc = self._writer.close()
+        self._dicomdir.add(scan, part.name)
+        if self._manifest is not None:
+            self._manifest.end("/".join(part.name), scan, part.size, crc)
+        self.instances += 1
+        return out + pieces
+
+    def finish(self, comment: str = "") -> Iterator[Buffer]:
+        """Every body ended: MANIFEST.CSV, the DICOMDIR and the central directory, in pieces
+        (reading the spools: worth a worker thread for a large ZIP)."""
+        if self._part is not None:
             raise MultipartError("multipart body ended inside a part")
         if not self.instances:
             raise NoInstances("the upstream returned no instances for this resource")
-        out = []
+        entries = []
         if self._manifest is not None:
-            out += self._writer.add("MANIFEST.CSV", self._manifest.render())
-        out += self._writer.add("DICOMDIR", self._dicomdir.build())
-        out += self._writer.finish(comment or self.summary())
-        return out
+            entries.append(("MANIFEST.CSV", *self._manifest.render()))
+        entries.append(("DICOMDIR", *self._dicomdir.build()))
+        return self._writer.tail(entries, comment or self.summary())
+
+    def close(self) -> None:
+        """Remove the spools (on success, abort and shutdown alike)."""
+        self._writer.close_spool()
+        self._dicomdir.close()
+        if self._manifest is not None:
+            self._manifest.close()
 
     def summary(self) -> str:
-        series = sum(len(s[1]) for s in self._layout.studies.values())
-        return (f"DICOM ZIP by zipproxy: {self.instances} instances in {series} series of "
-                f"{len(self._layout.studies)} studies; see DICOMDIR")
+        text = (f"DICOM ZIP by zipproxy: {self.instances} instances in {self._layout.series} "
+                f"series of {len(self._layout.studies)} studies; see DICOMDIR")
+        if self.unreadable:
+            text += f"; {self.unreadable} with a data set that could not be read to its end"
+        return text
+
+
+def _value(elements: dict[int, Element], tag: int) -> bytes:
+    elem = elements.get(tag)
+    return elem.value.strip(b" \x00") if elem is not None else b""

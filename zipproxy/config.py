@@ -83,6 +83,26 @@ def _bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def manifest_choice(value: str) -> str | None:
+    """MANIFEST.CSV's checksum: "crc32" (true), "sha256", "" (false: no manifest); None if
+    ``value`` is none of these."""
+    lowered = value.strip().lower()
+    if lowered in ("crc32", "sha256"):
+        return lowered
+    if lowered in ("1", "true", "yes", "on"):
+        return "crc32"
+    if lowered in ("0", "false", "no", "off"):
+        return ""
+    return None
+
+
+def _manifest(value: str) -> str:
+    choice = manifest_choice(value)
+    if choice is None:
+        raise ValueError(f"expected true (crc32), sha256 or false, got {value!r}")
+    return choice
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
@@ -142,12 +162,17 @@ OPTIONS: tuple[Option, ...] = (
            "(estimated from instance-level QIDO-RS, any origin), auto (orthanc if the upstream "
            "is Orthanc)"),
     Option("header_limit", _size, "4M",
-           "bytes of an instance buffered to parse its header; larger headers abort the ZIP"),
+           "bytes of directory-key sequences kept per instance (a larger one is left out of "
+           "its DICOMDIR record); no instance is ever refused for its size"),
     Option("hold_limit", _size, "8M",
            "instances up to this size are held whole and STORED; larger ones stream as deflate-0"),
     Option("deflate_level", _level, "0", "deflate level for streamed (large) entries"),
-    Option("manifest", _bool, "true",
-           "add MANIFEST.CSV (one row per instance, with SHA-256); ?manifest=false per request"),
+    Option("manifest", _manifest, "true",
+           "MANIFEST.CSV, one row per instance with its size and CRC-32: true (crc32), sha256 "
+           "(adds a SHA-256 column) or false; ?manifest= per request"),
+    Option("spool_dir", str, "", "directory for what a large ZIP keeps until its end "
+           "(central directory, DICOMDIR and manifest rows), in unlinked temporary files; "
+           "empty = $TMPDIR or /tmp"),
     Option("password_min_length", _positive_int, "8",
            "shortest password accepted for an encrypted (AES-256) ZIP"),
     Option("password_query", _bool, "false",
@@ -185,7 +210,8 @@ class Settings:
     header_limit: int = 4 << 20
     hold_limit: int = 8 << 20
     deflate_level: int = 0
-    manifest: bool = True
+    manifest: str = "crc32"
+    spool_dir: str = ""
     password_min_length: int = 8
     password_query: bool = False
     connect_timeout: float = 10.0

@@ -1,43 +1,40 @@
-"""An O(N) builder of the DICOMDIR (Basic Directory IOD, PS3.3 F; PS3.10 8; PS3.11 D.3.3).
+"""An O(N) DICOMDIR builder (Basic Directory IOD, PS3.3 F; PS3.10 8; PS3.11 D.3.3), spooled.
 
 ``pydicom.fileset.FileSet`` writes to disk and its ``add()`` is quadratic, so the records are
-encoded here, in the style of (and with the tables of) ``pydicom.fileset``:
+encoded here, with the tables of :mod:`zipproxy.records`:
 
-* ``add()`` keeps only the encoded bytes of the records an instance needs: its leaf record, and
-  the PATIENT / STUDY / SERIES records the first time those appear. The offset elements are
-  zero placeholders at fixed positions in every record (see ``_NEXT_AT``).
-* ``build()`` walks the tree once, depth-first, works out where every record lands and patches
-  the offsets in. The DICOMDIR is Explicit VR Little Endian (PS3.10 8, "DICOMDIR File"),
-  written here element by element.
+* ``add()`` encodes the instance's leaf record at once (all its keys come from that instance)
+  and appends it to a :class:`~zipproxy.spool.Spool`; only its offset and length stay in RAM.
+* The PATIENT, STUDY and SERIES records are encoded at the end, because their keys come from
+  *every* instance of the entity: each key takes the value of the first instance that has one
+  (in the order the upstream sent them, which is File ID order). PS3.3 F.5 expects one value
+  per entity; when a later instance disagrees, the first value stays and the disagreement is
+  counted in ``conflicts`` (the log names the entity and the key, never the values).
+* ``build()`` lays the tree out depth-first, pre-order (PS3.3 F.3.2.1, as pydicom and dcmtk
+  write it), works out every offset from the record lengths, then streams the file: the leaf
+  records are read back from the spool one by one and their next-record offsets patched in.
 
-Text values are copied as the instance encoded them (raw bytes, not decoded and re-encoded), so
-``Müller^Jürgen`` in ISO_IR 100 or 192 stays byte-exact; its (0008,0005) Specific Character Set
-goes with it into every record that holds text (PS3.3 F.5: Type 1C, required if an extended or
-replacement character set is used in the record's keys).
-
-Keys that are Type 1 in the record but missing from the instance are supplied by the File-set
-creator (PS3.11 D.3.3 note, PS3.3 F.5), by the rules of ``_supply()``:
+Keys that are Type 1 but that no instance has are supplied by the File-set creator (PS3.11
+D.3.3 note, PS3.3 F.5), by the rules of ``_supply()``:
 
 * PatientID: ``ZIPPROXY_`` + 16 hex digits of SHA-256(StudyInstanceUID) -- the same study gives
-  the same made-up patient in every export. A study stays under the patient of its first
-  instance, so one Study Instance UID never gets two STUDY records.
-* StudyDate/StudyTime (and any other Type 1 DA/TM key): the first present of Series, Content,
-  Acquisition, Study and Instance Creation Date/Time, else ``19000101`` / ``000000``.
+  the same made-up patient in every export. A study goes under the first PatientID its
+  instances carry, so one Study Instance UID never gets two STUDY records.
+* StudyDate/StudyTime (and any other Type 1 DA/TM key): the first present of the entity's
+  Series, Content, Acquisition, Study and Instance Creation Date/Time, else ``19000101`` /
+  ``000000``.
 * StudyID: the last 16 characters of the StudyInstanceUID (SH holds 16), else the study's index.
-* Modality: ``OT``. SeriesNumber: the series' 1-based index within its study. InstanceNumber: the
-  instance's 1-based index within its series. SeriesInstanceUID: a 2.25 UID hashed from the
+* Modality: ``OT``. SeriesNumber: the series' 1-based index within its study. InstanceNumber:
+  the instance's 1-based index within its series. SeriesInstanceUID: a 2.25 UID hashed from the
   study. MIME type of an encapsulated document: from its SOP Class (``application/pdf``, ...).
-* CompletionFlag ``PARTIAL``, VerificationFlag ``UNVERIFIED``; other text ``UNKNOWN``; other
-  numbers 1; a Type 1 sequence that is missing is written empty (nothing sensible to invent).
-* A key whose value pydicom cannot decode counts as missing: one odd key does not fail a
-  whole download.
+* CompletionFlag ``PARTIAL``, VerificationFlag ``UNVERIFIED``; VerificationDateTime of a
+  VERIFIED document: its latest VerifyingObserverSequence item, else its Content Date and Time;
+  other text ``UNKNOWN``; other numbers 1; a Type 1 sequence that is missing is written empty.
+* A key whose value cannot be decoded counts as missing: one odd key does not fail a download.
 
-Record type: pydicom's rules and tables (``_four_level_record_type``); an unknown SOP Class
-whose UID says SR (``...1.88.``), waveform (``...1.9.``), presentation state (``...1.11.``) or
-encapsulated document (``...1.104.``) gets that record type; any other unknown SOP Class gets
-IMAGE if it has image pixel attributes (Rows), else a PRIVATE record (PS3.3 F.3.2.2) whose
-Private Record UID is the SOP Class UID. Single-level SOP Classes (hanging protocols, palettes,
-implant templates) become records of the root directory entity, beside the PATIENTs (PS3.3 F.4).
+Text keeps the instance's bytes and its (0008,0005) Specific Character Set, which goes into a
+record when one of its values needs it (PS3.3 F.5, Type 1C). When a record's values come from
+instances with different character sets, they are all re-encoded in ISO_IR 192 (UTF-8).
 """
 
 from __future__ import annotations
@@ -47,23 +44,18 @@ import hashlib
 import re
 import struct
 import uuid
-from typing import Any, Final
+from array import array
+from collections.abc import Iterator
+from typing import Final
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.fileset import _FOUR_LEVEL_SOP_CLASSES, _SINGLE_LEVEL_SOP_CLASSES
-from pydicom.filewriter import write_data_element
-from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
+from pydicom.charset import decode_bytes
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from . import __version__
-from .dicomheader import pydicom_quietly
+from . import __version__, records
+from .dicomscan import Scan
 from .errors import DuplicateInstance, InstanceError
+from .records import KEYS, element, stripped, tag_of, text, vr_of
+from .spool import Spool
 
 # Implementation Class UID (PS3.7 D.3.3.2): a UUID-derived UID (PS3.5 B.2) under 2.25, from a
 # name-based UUID -- constant across releases and needing no registered root.
@@ -72,374 +64,438 @@ IMPLEMENTATION_VERSION_NAME: Final = f"ZIPPROXY_{__version__}"[:16]
 
 _FILE_ID_COMPONENT: Final = re.compile(r"[A-Z0-9_]{1,8}")  # PS3.10 8.2, 8.5
 _FILE_SET_ID: Final = re.compile(r"[A-Z0-9_ ]{0,16}")  # CS, PS3.5 6.2
-_EMPTY: Final = Dataset()
 _NEXT_AT: Final = 8  # value of (0004,1400) inside a record's item value
 _LOWER_AT: Final = 30  # value of (0004,1420): after 1400 (12 bytes) and 1410 (10 bytes)
-
-# Record keys, PS3.3 F.5, as pydicom's DIRECTORY_RECORDERS define them ("keyword:type"), where
-# 1 = must have a value (supplied if missing), 2 = always present (maybe empty),
-# 3 = copied when the instance has it (the Type 1C/3 keys). tests/test_dicomdir.py checks this
-# table against pydicom's recorders.
-_CONTENT = "InstanceNumber:1 ContentDate:1 ContentTime:1"
-_CONTENT_ID = f"{_CONTENT} ContentLabel:1 ContentDescription:2 ContentCreatorName:2"
-_KEY_SPECS: Final = {
-    "PATIENT": "PatientName:2 PatientID:1",
-    "STUDY": "StudyDate:1 StudyTime:1 StudyDescription:2 StudyInstanceUID:3 StudyID:1 "
-             "AccessionNumber:2",
-    "SERIES": "Modality:1 SeriesInstanceUID:1 SeriesNumber:1",
-    "IMAGE": "InstanceNumber:1",
-    "RT DOSE": "InstanceNumber:1 DoseSummationType:1",
-    "RT STRUCTURE SET": "InstanceNumber:1 StructureSetLabel:1 StructureSetDate:2 "
-                        "StructureSetTime:2",
-    "RT PLAN": "InstanceNumber:1 RTPlanLabel:1 RTPlanDate:2 RTPlanTime:2",
-    "RT TREAT RECORD": "InstanceNumber:1 TreatmentDate:2 TreatmentTime:2",
-    "PRESENTATION": "PresentationCreationDate:1 PresentationCreationTime:1 InstanceNumber:1 "
-                    "ContentLabel:1 ContentDescription:2 ContentCreatorName:2 "
-                    "ReferencedSeriesSequence:3 BlendingSequence:3",
-    "WAVEFORM": _CONTENT, "RAW DATA": _CONTENT,
-    "SR DOCUMENT": f"{_CONTENT} CompletionFlag:1 VerificationFlag:1 VerificationDateTime:3 "
-                   "ConceptNameCodeSequence:1 ContentSequence:3",
-    "KEY OBJECT DOC": f"{_CONTENT} ConceptNameCodeSequence:1 ContentSequence:3",
-    "SPECTROSCOPY": f"{_CONTENT} ImageType:1 ReferencedImageEvidenceSequence:3 "
-                    "NumberOfFrames:1 Rows:1 Columns:1 DataPointRows:1 DataPointColumns:1",
-    "REGISTRATION": _CONTENT_ID, "FIDUCIAL": _CONTENT_ID, "VALUE MAP": _CONTENT_ID,
-    "MEASUREMENT": _CONTENT_ID, "SURFACE": _CONTENT_ID, "TRACT": _CONTENT_ID,
-    "HANGING PROTOCOL": "HangingProtocolCreator:1 HangingProtocolCreationDateTime:1 "
-                        "HangingProtocolDefinitionSequence:1 NumberOfPriorsReferenced:1 "
-                        "HangingProtocolUserIdentificationCodeSequence:2",
-    "ENCAP DOC": "ContentDate:2 ContentTime:2 InstanceNumber:1 DocumentTitle:2 "
-                 "HL7InstanceIdentifier:3 ConceptNameCodeSequence:2 "
-                 "MIMETypeOfEncapsulatedDocument:1",
-    "PALETTE": "ContentLabel:1 ContentDescription:2",
-    "IMPLANT": "Manufacturer:1 ImplantName:1 ImplantSize:3 ImplantPartNumber:1",
-    "IMPLANT ASSY": "ImplantAssemblyTemplateName:1 Manufacturer:1 ProcedureTypeCodeSequence:1",
-    "IMPLANT GROUP": "ImplantTemplateGroupName:1 ImplantTemplateGroupIssuer:1",
-    "SURFACE SCAN": "ContentDate:1 ContentTime:1",
-    "ASSESSMENT": "InstanceNumber:1 InstanceCreationDate:1 InstanceCreationTime:2",
-    "RADIOTHERAPY": "InstanceNumber:1 UserContentLabel:3 UserContentLongLabel:3 "
-                    "ContentDescription:2 ContentCreatorName:2",
-    "STEREOMETRIC": "", "PLAN": "", "PRIVATE": "",
-}
-_KEYS: Final = {record_type: tuple((kw, int(t)) for kw, t in (k.split(":") for k in spec.split()))
-                for record_type, spec in _KEY_SPECS.items()}
-_TEXT_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH",
-                              "ST", "TM", "UC", "UI", "UR", "UT"})
-_CHARSET_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN", "SQ"})  # PS3.5 6.1.2.3
-_DATES: Final = ("Series", "Content", "Acquisition", "Study", "InstanceCreation")
+_ITEM: Final = struct.Struct("<HHI")
 _FIXED: Final = {"Modality": b"OT", "CompletionFlag": b"PARTIAL",
                  "VerificationFlag": b"UNVERIFIED"}
 _STORAGE: Final = "1.2.840.10008.5.1.4.1.1."
 _MIME: Final = {f"{_STORAGE}104.{n}": mime for n, mime in enumerate(
     [b"application/pdf", b"text/XML", b"model/stl", b"model/obj", b"model/mtl"], start=1)}
-_BY_PREFIX: Final = ((f"{_STORAGE}104.", "ENCAP DOC"), (f"{_STORAGE}88.", "SR DOCUMENT"),
-                     (f"{_STORAGE}9.", "WAVEFORM"), (f"{_STORAGE}11.", "PRESENTATION"))
-
-
-def _element(tag: int, vr: str, value: bytes) -> bytes:
-    """Encode one element in Explicit VR Little Endian (PS3.5 7.1.2), padded to even length."""
-    if len(value) % 2:
-        value += b"\x00" if vr in ("UI", "OB", "UN") else b" "
-    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
-    if vr in EXPLICIT_VR_LENGTH_32:
-        return head + struct.pack("<HI", 0, len(value)) + value
-    return head + struct.pack("<H", len(value)) + value
+# What a STUDY entity collects: its own keys, its patient's, and the dates to fall back on.
+_STUDY_KEYWORDS: Final = tuple(dict.fromkeys(
+    [kw for kind in ("PATIENT", "STUDY") for kw, _ in KEYS[kind]]
+    + [p + k for p in records.DATE_SOURCES for k in ("Date", "Time")]))
+_SERIES_KEYWORDS: Final = tuple(kw for kw, _ in KEYS["SERIES"])
+CONFLICTS_KEPT: Final = 100  # conflicts listed for the log; the count goes on
 
 
 @functools.cache
-def _tag(keyword: str) -> tuple[int, str]:
-    return int(tag_for_keyword(keyword) or 0), str(dictionary_VR(keyword))
+def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(tag_of(keyword) for keyword in keywords)
+
+Value = tuple[bytes, bytes]  # (value as the instance encoded it, its Specific Character Set)
 
 
-def _pydicom_element(header: Dataset, tag: int, vr: str, value: object) -> bytes | None:
-    """Let pydicom encode a (decoded) value in our syntax with the instance's charset.
+class _Entity:
+    """A STUDY or a SERIES: the first value of each key among its instances, and below it."""
 
-    None if it cannot: a key with a malformed value counts as missing, rather than failing a
-    whole download over one directory key.
-    """
-    try:
-        fp = DicomBytesIO()
-        fp.is_little_endian, fp.is_implicit_VR = True, False
-        charset = header.get("SpecificCharacterSet") or "ISO_IR 6"
-        write_data_element(fp, DataElement(tag, vr, value), convert_encodings(charset))
-        return bytes(fp.getvalue())
-    except Exception:  # pydicom raises many types on malformed values
-        return None
+    __slots__ = ("children", "index", "last", "offsets", "sizes", "uid", "values")
 
-
-def _value(header: Dataset, keyword: str) -> bytes:
-    """A text element's value as the instance encoded it (b"" when missing).
-
-    Text is the same bytes in every transfer syntax; the raw bytes keep the instance's charset.
-    """
-    tag, vr = _tag(keyword)
-    elem = header.get_item(tag)
-    if elem is None:
-        return b""
-    if isinstance(elem, RawDataElement):
-        # A text key written with a binary VR by a broken writer is unusable, not text.
-        return (elem.value or b"") if elem.VR in (None, "UN", *_TEXT_VRS) else b""
-    value = elem.value  # decoded already (e.g. someone read it): encode it again
-    if vr not in _CHARSET_VRS:  # the default repertoire only (PS3.5 6.1.2.3): ASCII
-        values = value if isinstance(value, MultiValue) else [] if value is None else [value]
-        return "\\".join(str(v) for v in values).encode("ascii", "replace")
-    encoded = _pydicom_element(header, tag, vr, value)
-    return encoded[12 if vr in EXPLICIT_VR_LENGTH_32 else 8:] if encoded else b""
-
-
-def _raw(header: Dataset, keyword: str) -> bytes:
-    return _value(header, keyword).strip(b" \x00")
-
-
-class _Branch:
-    """A PATIENT, STUDY or SERIES record (or the root) and what lies below it."""
-
-    __slots__ = ("children", "leaves", "record")
-
-    def __init__(self, record: bytes) -> None:
-        self.record = record
-        self.children: dict[bytes, _Branch] = {}
-        self.leaves: list[bytes] = []
+    def __init__(self, uid: bytes, index: int) -> None:
+        self.uid, self.index = uid, index
+        self.values: dict[str, Value] = {}
+        self.last: tuple[object, ...] = ()  # the key elements of the last instance merged
+        self.children: dict[bytes, _Entity] = {}  # a study's series
+        self.offsets = array("Q")  # a series' leaf records in the spool ...
+        self.sizes = array("I")  # ... and their lengths
 
 
 class DicomDirBuilder:
-    """Collect directory records instance by instance; ``build()`` returns the DICOMDIR."""
+    """Collect directory records instance by instance; ``build()`` streams the DICOMDIR."""
 
-    def __init__(self, file_set_id: str = "") -> None:
+    def __init__(self, file_set_id: str = "", spool_dir: str | None = None) -> None:
         if not _FILE_SET_ID.fullmatch(file_set_id):
             raise ValueError(f"invalid File-set ID {file_set_id!r} (CS: A-Z 0-9 _ space, ≤16)")
         self._file_set_id = file_set_id
         self._uid = generate_uid(prefix=None)  # this File-set's DICOMDIR SOP Instance UID
-        self._root = _Branch(b"")
-        self._studies: dict[bytes, _Branch] = {}  # Study Instance UID -> STUDY, any patient
+        self._spool = Spool(spool_dir)
+        self._studies: dict[bytes, _Entity] = {}
+        self._root = _Entity(b"", 0)  # root-level records (PS3.3 F.4), in its offsets/sizes
         self._instances: set[str] = set()
+        self._conflicted: set[tuple[int, str]] = set()  # (id of the entity, keyword)
+        self.conflict_notes: list[str] = []  # "STUDY 1.2.3 StudyDescription", at most 100
 
     def __len__(self) -> int:
         return len(self._instances)
 
-    def add(self, header: Dataset, file_id: tuple[str, ...]) -> None:
+    def close(self) -> None:
+        self._spool.close()
+
+    def add(self, scan: Scan, file_id: tuple[str, ...]) -> None:
         if not 1 <= len(file_id) <= 8 or not all(
                 isinstance(c, str) and _FILE_ID_COMPONENT.fullmatch(c) for c in file_id):
             raise ValueError(f"invalid File ID {file_id!r} (PS3.10 8.2)")
-        with pydicom_quietly():  # converting odd values (sequences, binary keys) may warn
-            self._add(header, file_id)
-
-    def _add(self, header: Dataset, file_id: tuple[str, ...]) -> None:
-        meta = getattr(header, "file_meta", None) or _EMPTY
-        sop_class = str(meta.get("MediaStorageSOPClassUID") or header.get("SOPClassUID") or "")
-        sop_uid = str(meta.get("MediaStorageSOPInstanceUID") or header.get("SOPInstanceUID")
-                      or "")
-        syntax = str(meta.get("TransferSyntaxUID") or "")
-        if not (sop_class and sop_uid and syntax):
-            raise InstanceError("instance lacks its SOP Class, SOP Instance or Transfer Syntax UID")
+        # 1. The leaf's references (PS3.3 F.3.2.2): File ID, SOP Class/Instance, Syntax.
+        sop_class, sop_uid, syntax = identity(scan)
         if sop_uid in self._instances:
             raise DuplicateInstance(f"SOP Instance UID {sop_uid} appears twice")
-        # Leaf: PS3.3 F.3.2.2 Referenced File ID, SOP Class/Instance/Transfer Syntax in File.
-        refs = [(0x00041500, _element(0x00041500, "CS", "\\".join(file_id).encode())),
-                (0x00041510, _element(0x00041510, "UI", sop_class.encode())),
-                (0x00041511, _element(0x00041511, "UI", sop_uid.encode())),
-                (0x00041512, _element(0x00041512, "UI", syntax.encode()))]
-        leaf_type = _leaf_type(header, sop_class)
+        refs = [element(0x00041500, "CS", "\\".join(file_id).encode()),
+                element(0x00041510, "UI", sop_class.encode()),
+                element(0x00041511, "UI", sop_uid.encode()),
+                element(0x00041512, "UI", syntax.encode())]
+        leaf_type = records.record_type(sop_class, scan.seen, stripped(scan, "Modality"))
         if leaf_type == "PRIVATE":
-            refs.append((0x00041432, _element(0x00041432, "UI", sop_class.encode())))
-        supplied = {"MIMETypeOfEncapsulatedDocument": _MIME.get(sop_class,
+            refs.append(element(0x00041432, "UI", sop_class.encode()))
+        # 2. Its entities: a root-level record has none (PS3.3 F.4).
+        if records.is_root_level(leaf_type):
+            parent = self._root
+            index = len(parent.offsets) + 1
+        else:
+            parent = self._entities(scan)
+            index = len(parent.offsets) + 1
+        # 3. The leaf record, spooled.
+        supplied = {"InstanceNumber": b"%d" % index,
+                    "MIMETypeOfEncapsulatedDocument": _MIME.get(sop_class,
                                                                 b"application/octet-stream")}
-
-        if leaf_type in _SINGLE_LEVEL_SOP_CLASSES.values():  # PS3.3 F.4: root-level records
-            self._root.leaves.append(_record(leaf_type, header, supplied, refs))
-            self._instances.add(sop_uid)
-            return
-
-        # Build every record this instance needs before changing the tree, so that a failure
-        # leaves the builder as it was.
-        study_uid = _raw(header, "StudyInstanceUID")
-        study = self._studies.get(study_uid)
-        series_uid = _raw(header, "SeriesInstanceUID") or generate_uid(
-            prefix=None, entropy_srcs=[study_uid.decode("ascii", "replace"), "series"]).encode()
-        series = study.children.get(series_uid) if study else None
-        seed = study_uid or series_uid
-        patient_id = _raw(header, "PatientID") or (
-            b"ZIPPROXY_" + hashlib.sha256(seed).hexdigest()[:16].upper().encode())
-        supplied.update(
-            PatientID=patient_id,
-            StudyID=study_uid[-16:] if study_uid else b"%d" % (len(self._studies) + 1),
-            SeriesInstanceUID=series_uid,
-            SeriesNumber=b"%d" % ((len(study.children) if study else 0) + 1),
-            InstanceNumber=b"%d" % ((len(series.leaves) if series else 0) + 1),
-        )
-        patient = self._root.children.get(patient_id)
-        if study is None and patient is None:
-            patient = _Branch(_record("PATIENT", header, supplied, []))
-        if study is None:
-            study = _Branch(_record("STUDY", header, supplied, []))
-        if series is None:
-            series = _Branch(_record("SERIES", header, supplied, []))
-        leaf = _record(leaf_type, header, supplied, refs)
-
-        if study_uid not in self._studies:
-            assert patient is not None
-            self._root.children.setdefault(patient_id, patient).children[study_uid] = study
-            self._studies[study_uid] = study
-        study.children.setdefault(series_uid, series).leaves.append(leaf)
+        leaf = _leaf_record(leaf_type, scan, supplied, refs)
+        parent.offsets.append(self._spool.append(leaf))
+        parent.sizes.append(len(leaf))
         self._instances.add(sop_uid)
 
-    def build(self) -> bytes:
-        # 1. File Meta Information (PS3.10 7.1): preamble, "DICM", group 0002 with its length.
-        meta = b"".join([
-            _element(0x00020001, "OB", b"\x00\x01"),
-            _element(0x00020002, "UI", MediaStorageDirectoryStorage.encode()),
-            _element(0x00020003, "UI", self._uid.encode()),
-            _element(0x00020010, "UI", ExplicitVRLittleEndian.encode()),
-            _element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID.encode()),
-            _element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME.encode()),
-        ])
-        head = b"".join([bytes(128), b"DICM",
-                         _element(0x00020000, "UL", struct.pack("<I", len(meta))), meta,
-                         _element(0x00041130, "CS", self._file_set_id.encode())])
-        # 2. Lay the records out depth-first, pre-order -- each record followed by its subtree,
-        #    as PS3.3 F.3.2.1 describes and pydicom writes them -- noting for each record the
-        #    index of its next sibling and of its first child (-1: none).
-        bodies: list[bytes] = []
-        nexts: list[int] = []
-        lowers: list[int] = []
+    def _entities(self, scan: Scan) -> _Entity:
+        """The instance's study and series, their values merged with the instance's."""
+        study_uid = stripped(scan, "StudyInstanceUID")
+        study = self._studies.get(study_uid)
+        if study is None:
+            study = self._studies[study_uid] = _Entity(study_uid, len(self._studies) + 1)
+        series_uid = stripped(scan, "SeriesInstanceUID") or generate_uid(
+            prefix=None, entropy_srcs=[study_uid.decode("ascii", "replace"), "series"]).encode()
+        series = study.children.get(series_uid)
+        if series is None:
+            series = study.children[series_uid] = _Entity(series_uid, len(study.children) + 1)
+        charset = records.charset(scan)
+        self._merge("STUDY", study, scan, _STUDY_KEYWORDS, charset)
+        self._merge("SERIES", series, scan, _SERIES_KEYWORDS, charset)
+        return series
 
-        def link(record: bytes, last: int) -> int:
-            """Append a record after sibling ``last`` (-1: it is the first); return its index."""
-            bodies.append(record)
-            nexts.append(-1)
-            lowers.append(-1)
-            if last >= 0:
-                nexts[last] = len(bodies) - 1
-            return len(bodies) - 1
+    def _merge(self, level: str, entity: _Entity, scan: Scan, keywords: tuple[str, ...],
+               charset: bytes) -> None:
+        # Most instances of an entity repeat its keys exactly: one comparison settles them.
+        elements = scan.elements
+        last = (charset, *(elements.get(tag) for tag in _tags(keywords)))
+        if last == entity.last:
+            return
+        entity.last = last
+        values = entity.values
+        for keyword in keywords:
+            value = text(scan, keyword)
+            if not value:
+                continue
+            held = values.get(keyword)
+            if held is not None and held[0] == value and held[1] == charset:
+                continue  # the usual case: the same value again
+            if not value.strip(b" \x00"):
+                continue
+            if held is None:
+                values[keyword] = (value, charset)
+            elif held[0].strip(b" \x00") != value.strip(b" \x00") or (
+                    held[1] != charset and records.is_extended([value])):
+                self._conflict(level, entity, keyword)
 
-        def lay_out(branch: _Branch) -> tuple[int, int]:
-            """Lay out ``branch``'s children; return the indexes of the first and last one."""
-            first = last = -1
-            for child in branch.children.values():
-                last = link(child.record, last)
-                first = last if first < 0 else first
-                lowers[last] = lay_out(child)[0]
-            for leaf in branch.leaves:
-                last = link(leaf, last)
-                first = last if first < 0 else first
-            return first, last
+    def _conflict(self, level: str, entity: _Entity, keyword: str) -> None:
+        key = (id(entity), keyword)
+        if key in self._conflicted:
+            return
+        self._conflicted.add(key)
+        if len(self.conflict_notes) < CONFLICTS_KEPT:
+            self.conflict_notes.append(f"{level} {entity.uid.decode('ascii', 'replace')} "
+                                       f"{keyword}")
 
-        root_first, root_last = lay_out(self._root)
-        # 3. Offsets count from the first byte of the file, preamble included (PS3.3 F.3.2.1:
-        #    "starting with the first byte of the File Meta Information", which PS3.10 7.1
-        #    begins with the preamble; pydicom and dcmtk agree). The first record follows the
-        #    five data set elements below: 0004,1200 + 0004,1202 (12 each), 0004,1212 (10) and
-        #    the sequence header (12).
-        position = len(head) + 12 + 12 + 10 + 12
-        offsets = []
-        for body in bodies:
-            offsets.append(position)
-            position += 8 + len(body)  # item tag + item length, then the record
+    @property
+    def conflicts(self) -> int:
+        """How many (entity, key) pairs had instances that disagree."""
+        return len(self._conflicted)
 
-        def offset(index: int) -> int:
-            return offsets[index] if index >= 0 else 0
-
-        # 4. Patch the offsets into each record, wrap it in an item (defined length).
-        items = bytearray()
-        for body, nxt, lower in zip(bodies, nexts, lowers, strict=True):
-            record = bytearray(body)
-            struct.pack_into("<I", record, _NEXT_AT, offset(nxt))
-            struct.pack_into("<I", record, _LOWER_AT, offset(lower))
-            items += struct.pack("<HHI", 0xFFFE, 0xE000, len(record)) + record
-        # 5. The Basic Directory module (PS3.3 F.3.2.1): root first/last offsets,
-        #    File-set Consistency Flag 0, the Directory Record Sequence (defined length).
-        return b"".join([
+    def build(self) -> tuple[int, Iterator[bytes]]:
+        """The DICOMDIR's size and its bytes, in pieces. Reads the spool: call it last."""
+        # 1. The tree: patients (by the first PatientID of each study) → studies → series.
+        patients: dict[bytes, list[_Entity]] = {}
+        for study in self._studies.values():
+            patients.setdefault(_patient_id(study), []).append(study)
+        # 2. Every record in depth-first pre-order (PS3.3 F.3.2.1): entity records encoded
+        #    now, leaves as (None, series), with their sizes, next and lower links.
+        layout = _Layout()
+        last_patient = -1
+        for patient_id, studies in patients.items():
+            record = _entity_record("PATIENT", _patient_values(patient_id, studies), {})
+            last_patient = layout.add(record, last_patient)
+            last_study = -1
+            for study in studies:
+                last_study = layout.add(_study_record(study), last_study, parent=last_patient)
+                last_series = -1
+                for series in study.children.values():
+                    last_series = layout.add(_series_record(series), last_series,
+                                             parent=last_study)
+                    layout.add_leaves(series, parent=last_series)
+        layout.add_leaves(self._root, parent=-1, after=last_patient)
+        # 3. Offsets count from the first byte of the file, preamble included (PS3.3
+        #    F.3.2.1: "starting with the first byte of the File Meta Information", which
+        #    PS3.10 7.1 begins with the preamble; pydicom and dcmtk agree).
+        head = self._head()
+        start = len(head) + 12 + 12 + 10 + 12  # 0004,1200 + 1202 + 1212 + the sequence header
+        offsets = layout.offsets(start)
+        first = offsets[0] if layout.records else 0  # the first record is the root's first
+        last = layout.last_root_offset(offsets)
+        sequence_size = offsets[-1] - start
+        directory = b"".join([
             head,
-            _element(0x00041200, "UL", struct.pack("<I", offset(root_first))),
-            _element(0x00041202, "UL", struct.pack("<I", offset(root_last))),
-            _element(0x00041212, "US", struct.pack("<H", 0)),
-            _element(0x00041220, "SQ", bytes(items)),
+            element(0x00041200, "UL", struct.pack("<I", first)),
+            element(0x00041202, "UL", struct.pack("<I", last)),
+            element(0x00041212, "US", struct.pack("<H", 0)),
+            struct.pack("<HH2sHI", 0x0004, 0x1220, b"SQ", 0, sequence_size),
         ])
+        size = len(directory) + sequence_size
+        return size, layout.emit(directory, offsets, self._spool)
+
+    def _head(self) -> bytes:
+        # File Meta Information (PS3.10 7.1): preamble, "DICM", group 0002 with its length.
+        meta = b"".join([
+            element(0x00020001, "OB", b"\x00\x01"),
+            element(0x00020002, "UI", MediaStorageDirectoryStorage.encode()),
+            element(0x00020003, "UI", self._uid.encode()),
+            element(0x00020010, "UI", ExplicitVRLittleEndian.encode()),
+            element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID.encode()),
+            element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME.encode()),
+        ])
+        return b"".join([bytes(128), b"DICM",
+                         element(0x00020000, "UL", struct.pack("<I", len(meta))), meta,
+                         element(0x00041130, "CS", self._file_set_id.encode())])
 
 
-def _leaf_type(header: Dataset, sop_class: str) -> str:
-    """The leaf record type: pydicom's ``_four_level_record_type`` order, then fallbacks."""
-    modality = _raw(header, "Modality")
-    if modality in (b"RTINTENT", b"RTSEGANN", b"RTRAD"):
-        return "RADIOTHERAPY"
-    if modality == b"PLAN":
-        return "PLAN"
-    if sop_class in _SINGLE_LEVEL_SOP_CLASSES:
-        return _SINGLE_LEVEL_SOP_CLASSES[sop_class]  # type: ignore[index]
-    # The header parser stops before a large Encapsulated Document: the SOP Class tells.
-    if sop_class.startswith(_BY_PREFIX[0][0]) or "EncapsulatedDocument" in header:
-        return "ENCAP DOC"
-    if "RTPlanLabel" in header:
-        return "RT PLAN"
-    if sop_class in _FOUR_LEVEL_SOP_CLASSES:
-        return _FOUR_LEVEL_SOP_CLASSES[sop_class]  # type: ignore[index]
-    for prefix, record_type in _BY_PREFIX:
-        if sop_class.startswith(prefix):
-            return record_type
-    return "IMAGE" if "Rows" in header else "PRIVATE"
+class _Layout:
+    """The records in file order: entity records as bytes, leaf runs as spool references."""
+
+    def __init__(self) -> None:
+        self.records: list[bytes | _Entity] = []  # an _Entity stands for its run of leaves
+        self.sizes: list[int] = []  # item bytes of each (a run: all its items)
+        self.next: list[int] = []  # index of the next sibling, -1: none
+        self.lower: list[int] = []  # index of the first child, -1: none
+        self.last_root = -1  # the last record (or run) of the root directory entity
+
+    def add(self, record: bytes, last: int, parent: int = -1) -> int:
+        """Append a record after sibling ``last`` (-1: the first of ``parent``)."""
+        self.records.append(record)
+        self.sizes.append(8 + len(record))
+        self.next.append(-1)
+        self.lower.append(-1)
+        index = len(self.records) - 1
+        if last >= 0:
+            self.next[last] = index
+        elif parent >= 0:
+            self.lower[parent] = index
+        if parent < 0:
+            self.last_root = index
+        return index
+
+    def add_leaves(self, entity: _Entity, parent: int, after: int = -1) -> None:
+        if not entity.sizes:
+            return
+        self.records.append(entity)
+        self.sizes.append(8 * len(entity.sizes) + sum(entity.sizes))
+        self.next.append(-1)
+        self.lower.append(-1)
+        index = len(self.records) - 1
+        if parent >= 0:
+            if self.lower[parent] < 0:
+                self.lower[parent] = index
+        else:  # root-level leaves follow the last PATIENT record
+            if after >= 0:
+                self.next[after] = index
+            self.last_root = index
+
+    def last_root_offset(self, offsets: list[int]) -> int:
+        """Where the root directory entity's last record starts (PS3.3 F.3.2.1)."""
+        index = self.last_root
+        if index < 0:
+            return 0
+        record = self.records[index]
+        if isinstance(record, _Entity):  # a run of root-level leaves: its last leaf
+            return offsets[index + 1] - 8 - record.sizes[-1]
+        return offsets[index]
+
+    def offsets(self, start: int) -> list[int]:
+        """Where each record (or run) starts, and where the sequence ends (the last entry)."""
+        out = [start]
+        for size in self.sizes:
+            out.append(out[-1] + size)
+        return out
+
+    def emit(self, directory: bytes, offsets: list[int], spool: Spool) -> Iterator[bytes]:
+        """Yield the DICOMDIR: ``directory`` (up to the sequence header), then every item."""
+        buffer = bytearray(directory)
+        for index, record in enumerate(self.records):
+            if isinstance(record, _Entity):
+                at = offsets[index]
+                runs = len(record.sizes)
+                for n, (offset, size) in enumerate(zip(record.offsets, record.sizes,
+                                                       strict=True)):
+                    leaf = bytearray(spool.read(offset, size))
+                    # The next leaf of the run follows this one; the run's last leaf links
+                    # to the run's next sibling (a root-level run), else to nothing.
+                    nxt = at + 8 + size if n + 1 < runs else _link(self.next[index], offsets)
+                    struct.pack_into("<I", leaf, _NEXT_AT, nxt)
+                    buffer += _ITEM.pack(0xFFFE, 0xE000, size) + leaf
+                    at += 8 + size
+                    if len(buffer) >= 1 << 18:
+                        yield bytes(buffer)
+                        buffer.clear()
+                continue
+            item = bytearray(record)
+            struct.pack_into("<I", item, _NEXT_AT, _link(self.next[index], offsets))
+            struct.pack_into("<I", item, _LOWER_AT, _link(self.lower[index], offsets))
+            buffer += _ITEM.pack(0xFFFE, 0xE000, len(item)) + item
+        if buffer:
+            yield bytes(buffer)
+        spool.close()  # every leaf has been read back
 
 
-def _record(record_type: str, header: Dataset, supplied: dict[str, bytes],
-            extra: list[tuple[int, bytes]]) -> bytes:
-    """Encode a record's item value: the PS3.3 F.5 keys of its type, in tag order."""
-    # PS3.3 F.3.2.2: the offsets (zero until build()), Record In-use Flag FFFFH, the type.
-    elements = [(0x00041400, _element(0x00041400, "UL", bytes(4))),
-                (0x00041410, _element(0x00041410, "US", b"\xff\xff")),
-                (0x00041420, _element(0x00041420, "UL", bytes(4))),
-                (0x00041430, _element(0x00041430, "CS", record_type.encode())), *extra]
+def _link(index: int, offsets: list[int]) -> int:
+    return offsets[index] if index >= 0 else 0
+
+
+def identity(scan: Scan) -> tuple[str, str, str]:
+    """SOP Class, SOP Instance and Transfer Syntax UIDs: the meta's, else the data set's."""
+    meta = scan.meta
+
+    def pick(meta_tag: int, keyword: str) -> str:
+        value = meta.get(meta_tag, b"").strip(b" \x00") or stripped(scan, keyword)
+        return value.decode("ascii", "replace")
+
+    sop_class = pick(0x00020002, "SOPClassUID")
+    sop_uid = pick(0x00020003, "SOPInstanceUID")
+    syntax = meta.get(0x00020010, b"").strip(b" \x00").decode("ascii", "replace")
+    if not (sop_class and sop_uid and syntax):
+        raise InstanceError("instance lacks its SOP Class, SOP Instance or Transfer Syntax UID")
+    return sop_class, sop_uid, syntax
+
+
+def _patient_id(study: _Entity) -> bytes:
+    value = study.values.get("PatientID")
+    if value is not None:
+        return value[0].strip(b" \x00")
+    seed = study.uid or next(iter(study.children), b"")
+    return b"ZIPPROXY_" + hashlib.sha256(seed).hexdigest()[:16].upper().encode()
+
+
+def _patient_values(patient_id: bytes, studies: list[_Entity]) -> dict[str, Value]:
+    """A PATIENT's keys: the first of its studies' values (the studies in File ID order)."""
+    values: dict[str, Value] = {}
+    for study in studies:
+        for keyword, _ in KEYS["PATIENT"]:
+            if keyword in study.values:
+                values.setdefault(keyword, study.values[keyword])
+    values["PatientID"] = (patient_id, values.get("PatientID", (b"", b""))[1])
+    return values
+
+
+def _study_record(study: _Entity) -> bytes:
+    supplied = {"StudyID": study.uid[-16:] if study.uid else b"%d" % study.index}
+    for kind in ("Date", "Time"):
+        default = b"19000101" if kind == "Date" else b"000000"
+        supplied["Study" + kind] = next(
+            (study.values[p + kind][0].strip(b" \x00") for p in records.DATE_SOURCES
+             if p + kind in study.values), default)
+    return _entity_record("STUDY", study.values, supplied)
+
+
+def _series_record(series: _Entity) -> bytes:
+    supplied = {"SeriesInstanceUID": series.uid, "SeriesNumber": b"%d" % series.index}
+    return _entity_record("SERIES", series.values, supplied)
+
+
+def _entity_record(kind: str, values: dict[str, Value], supplied: dict[str, bytes]) -> bytes:
+    """A PATIENT, STUDY or SERIES record from merged values (see the module docstring)."""
+    keys = KEYS[kind]
+    chosen = {kw: values[kw] for kw, _ in keys if kw in values}
+    texts, charset = _one_charset(chosen)
+    elements: list[tuple[int, bytes]] = []
+    for keyword, key_type in keys:
+        tag, vr = tag_of(keyword), vr_of(keyword)
+        value = texts.get(keyword)
+        if value is None and key_type == 3:
+            continue
+        if value is None:
+            value = supplied.get(keyword) or _supply(keyword, vr, {}) if key_type == 1 else b""
+        elements.append((tag, element(tag, vr, value)))
+    return _record(kind, elements, charset)
+
+
+def _one_charset(values: dict[str, Value]) -> tuple[dict[str, bytes], bytes]:
+    """The values, and the one character set they need (b"": the default repertoire)."""
+    extended = {cs for value, cs in values.values() if records.is_extended([value])}
+    if not extended:
+        return {kw: v for kw, (v, _) in values.items()}, b""
+    if len(extended) == 1:
+        return {kw: v for kw, (v, _) in values.items()}, extended.pop()
+    out = {}
+    for keyword, (value, cs) in values.items():
+        names = cs.decode("ascii", "replace").split("\\") if cs else ["ISO_IR 6"]
+        out[keyword] = decode_bytes(value, names, set()).encode("utf-8")
+    return out, b"ISO_IR 192"
+
+
+def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes], extra: list[bytes]) -> bytes:
+    """An instance's own record: the PS3.3 F.5 keys of its type, from that instance."""
+    verified = stripped(scan, "VerificationFlag") == b"VERIFIED"
+    elements = [(_tag_of_element(e), e) for e in extra]
     has_text = False
-    for keyword, key_type in _KEYS[record_type]:
-        tag, vr = _tag(keyword)
-        encoded = _from_instance(header, keyword)
+    for keyword, key_type in KEYS[kind]:
+        tag, vr = tag_of(keyword), vr_of(keyword)
+        if keyword == "VerificationDateTime":  # Type 1C: required if VERIFIED (PS3.3 F.5.22)
+            if not verified:
+                continue
+            stamp = records.latest_verification(scan) or (
+                stripped(scan, "ContentDate") + stripped(scan, "ContentTime")) or b"19000101"
+            elements.append((tag, element(tag, vr, stamp)))
+            continue
+        encoded = records.encoded(scan, keyword)
         if encoded is None and key_type == 3:
             continue
         if encoded is None:
-            encoded = _element(tag, vr, _supply(keyword, vr, header, supplied)
-                               if key_type == 1 else b"")
+            value = (supplied.get(keyword) or _supply(keyword, vr, scan_dates(scan))
+                     if key_type == 1 else b"")
+            encoded = element(tag, vr, value)
         elements.append((tag, encoded))
-        has_text = has_text or vr in _CHARSET_VRS
-    charset = _raw(header, "SpecificCharacterSet")
-    if has_text and charset not in (b"", b"ISO_IR 6"):
-        elements.append((0x00080005, _element(0x00080005, "CS", charset)))
+        has_text = has_text or vr in records.CHARSET_VRS
+    charset = records.charset(scan)
+    needs = has_text and charset not in (b"", b"ISO_IR 6") and kind not in records.NO_CHARSET
+    return _record(kind, elements, charset if needs else b"")
+
+
+def _tag_of_element(encoded: bytes) -> int:
+    group, elem = struct.unpack_from("<HH", encoded)
+    return int(group << 16 | elem)
+
+
+def scan_dates(scan: Scan) -> dict[str, bytes]:
+    return {p + k: stripped(scan, p + k) for p in records.DATE_SOURCES for k in ("Date", "Time")}
+
+
+def _record(kind: str, elements: list[tuple[int, bytes]], charset: bytes) -> bytes:
+    """A record's item value, its elements in tag order (PS3.5 7.1)."""
+    # PS3.3 F.3.2.2: the offsets (zero until build()), Record In-use Flag FFFFH, the type.
+    elements = [(0x00041400, element(0x00041400, "UL", bytes(4))),
+                (0x00041410, element(0x00041410, "US", b"\xff\xff")),
+                (0x00041420, element(0x00041420, "UL", bytes(4))),
+                (0x00041430, element(0x00041430, "CS", kind.encode())), *elements]
+    if charset:
+        elements.append((0x00080005, element(0x00080005, "CS", charset)))
     elements.sort(key=lambda e: e[0])
     return b"".join(encoded for _, encoded in elements)
 
 
-def _from_instance(header: Dataset, keyword: str) -> bytes | None:
-    """The key's element as the instance has it, or None if missing or empty."""
-    tag, vr = _tag(keyword)
-    if vr in _TEXT_VRS:
-        value = _value(header, keyword)
-        if not value.strip(b" \x00") or (len(value) > 0xFFFF
-                                         and vr not in EXPLICIT_VR_LENGTH_32):
-            return None
-        return _element(tag, vr, value)
-    # Sequences and binary values: decoded by pydicom, encoded again in our syntax.
-    try:
-        elem = header.get(tag)
-        decoded: Any = elem.value if elem is not None else None
-        if keyword == "ContentSequence" and decoded:
-            # PS3.3 F.5: only the root's HAS CONCEPT MOD items, not the whole document.
-            decoded = Sequence([item for item in decoded
-                                if item.get("RelationshipType") == "HAS CONCEPT MOD"])
-    except Exception:  # malformed: treated as missing, like in _pydicom_element
-        return None
-    if elem is None or elem.is_empty or (isinstance(decoded, Sequence) and not decoded):
-        return None
-    return _pydicom_element(header, tag, vr, decoded)
-
-
-def _supply(keyword: str, vr: str, header: Dataset, supplied: dict[str, bytes]) -> bytes:
-    """A value for a Type 1 key the instance lacks (see the module docstring)."""
-    if keyword in supplied:
-        return supplied[keyword]
+def _supply(keyword: str, vr: str, dates: dict[str, bytes]) -> bytes:
+    """A value for a Type 1 key that no instance has (see the module docstring)."""
     if keyword in _FIXED:
         return _FIXED[keyword]
     if vr in ("DA", "TM", "DT"):
-        parts = [next((v for v in (_raw(header, p + kind) for p in _DATES) if v), default)
+        parts = [next((dates.get(p + kind, b"") for p in records.DATE_SOURCES
+                       if dates.get(p + kind)), default)
                  for kind, default in (("Date", b"19000101"), ("Time", b"000000"))]
         return parts[0] if vr == "DA" else parts[1] if vr == "TM" else parts[0] + parts[1]
     if vr in ("US", "UL"):
-        return struct.pack("<H" if vr == "US" else "<I", 1)
+        return records.pack_number(vr, 1)
     if vr in ("IS", "DS"):
         return b"1"
     return b"" if vr == "SQ" else b"UNKNOWN"

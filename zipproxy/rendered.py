@@ -42,8 +42,8 @@ from .archive import ArchiveWriter, Buffer
 from .config import Settings
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
 from .negotiation import accept_query_values, is_valid_uid, negotiate
-from .passthrough import RESPONSE
 from .upstream import Upstream, read_bounded
+from .zipresponse import BodyWriter, start_zip
 
 EXTENSIONS: Final = {"image/png": "png", "image/jpeg": "jpg"}
 WIDTH: Final = 4  # renders in flight per ZIP
@@ -296,30 +296,27 @@ async def stream_rendered(request: web.Request, req: RenderedRequest, upstream: 
     async with contextlib.aclosing(results):
         # Until the first rendering (or its failure) is in, errors are plain HTTP answers.
         first = await anext(results) if request.method != "HEAD" else None
-        out = web.StreamResponse(status=200, headers={
-            "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="rendered-{req.level}-'
-                                   f'{req.series or req.study}.zip"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        })
-        request[RESPONSE] = out
-        await out.prepare(request)
+        out = await start_zip(request, f"rendered-{req.level}-{req.series or req.study}.zip")
         on_start()
         if first is None:
             return out  # HEAD
         # From here on a failure aborts the connection (app.errors_and_log).
-        writer = ArchiveWriter(hold_limit=settings.hold_limit, password=req.password)
-        timeout = settings.read_timeout
-        readme = readme_text(req, str(upstream.origin))
-        await retrieve._write(out, writer.add("README.TXT", readme, plain=True), timeout)
-        rows = [await _add(out, writer, req, first, timeout)]
-        async for result in results:
-            rows.append(await _add(out, writer, req, result, timeout))
-    await retrieve._write(out, writer.add("MANIFEST.CSV", manifest_csv(rows)), timeout)
-    written = sum(1 for row in rows if row[0])
-    comment = f"zipproxy rendered ZIP: {written} images, {len(rows) - written} not rendered"
-    await retrieve._write(out, writer.finish(comment), timeout)
+        writer = ArchiveWriter(hold_limit=settings.hold_limit, password=req.password,
+                               spool_dir=settings.spool_dir or None)
+        try:
+            async with BodyWriter(request, out, settings.read_timeout) as body:
+                readme = readme_text(req, str(upstream.origin))
+                await body.send(writer.add("README.TXT", readme, plain=True))
+                rows = [await _add(body, writer, req, first)]
+                async for result in results:
+                    rows.append(await _add(body, writer, req, result))
+                await body.send(writer.add("MANIFEST.CSV", manifest_csv(rows)))
+                written = sum(1 for row in rows if row[0])
+                comment = (f"zipproxy rendered ZIP: {written} images, "
+                           f"{len(rows) - written} not rendered")
+                await body.send(writer.tail([], comment))
+        finally:
+            writer.close_spool()
     await out.write_eof()
     return out
 
@@ -334,8 +331,8 @@ def _entry(writer: ArchiveWriter, name: str, data: bytes) -> tuple[list[Buffer],
     return writer.add(name, data), hashlib.sha256(data).hexdigest()
 
 
-async def _add(out: web.StreamResponse, writer: ArchiveWriter, req: RenderedRequest,
-               result: Result, timeout: float) -> list[object]:
+async def _add(body: BodyWriter, writer: ArchiveWriter, req: RenderedRequest,
+               result: Result) -> list[object]:
     """Write a result's entry, if it has one; return its manifest row (COLUMNS)."""
     render, inst, data = result.render, result.render.instance, result.data
     cells = [req.study, inst.series, inst.sop, inst.sop_class, render.frame or "", req.media_type]
@@ -343,5 +340,5 @@ async def _add(out: web.StreamResponse, writer: ArchiveWriter, req: RenderedRequ
         return ["", *cells, "", "", result.status, result.error]
     pieces, sha = (await asyncio.to_thread(_entry, writer, render.name, data)
                    if len(data) >= retrieve.THREAD_MIN else _entry(writer, render.name, data))
-    await retrieve._write(out, pieces, timeout)
+    await body.send(pieces)
     return [render.name, *cells, len(data), sha, result.status, ""]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -25,12 +25,13 @@ from . import __version__
 from .aes import check_password
 from .archive import Buffer
 from .assembler import ZipAssembler
-from .config import Settings
-from .errors import BadRequest, ClientStalled, MultipartError
-from .multipart import boundary_from_content_type
+from .config import Settings, manifest_choice
+from .errors import BadRequest, MultipartError
+from .multipart import MultipartSplitter, boundary_from_content_type
 from .negotiation import ZipRequest, is_valid_uid
-from .passthrough import RESPONSE, SENT, forwarded_headers
+from .passthrough import forwarded_headers
 from .upstream import Upstream, body_chunks
+from .zipresponse import BodyWriter, start_zip
 
 _RESOURCE: Final = re.compile(
     r"^(?P<prefix>(?:/[^/]+)*?)/studies/(?P<study>[^/]+)"
@@ -43,9 +44,8 @@ ENCRYPTED_NOTE: Final = [
     "",
 ]
 ASSEMBLER: Final = web.RequestKey("assembler", ZipAssembler)  # its counts go in the log
-THREAD_MIN: Final = 64 * 1024  # chunks at least this big are processed off the event loop
-SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
-WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size
+THREAD_MIN: Final = 64 * 1024  # heavy chunks at least this big are processed off the loop
+TAIL_INLINE: Final = 2000  # a larger ZIP's tail is read and deflated in a worker thread
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,16 @@ def query_without(
     return "&".join(kept)
 
 
-def manifest_wanted(request: web.Request, default: bool) -> bool:
-    """``?manifest=false`` (or true) overrides the ``--manifest`` setting for one request."""
+def manifest_wanted(request: web.Request, default: str) -> str | None:
+    """``?manifest=false|true|crc32|sha256`` overrides ``--manifest`` for one request; the
+    checksum column MANIFEST.CSV gets, or None for no MANIFEST.CSV."""
     values = request.rel_url.query.getall("manifest", [])
     if not values:
-        return default
-    if len(values) == 1 and values[0].lower() in ("true", "false", "1", "0", "yes", "no"):
-        return values[0].lower() in ("true", "1", "yes")
-    raise BadRequest("manifest takes one value: true or false")
+        return default or None
+    choice = manifest_choice(values[0]) if len(values) == 1 else None
+    if choice is None:
+        raise BadRequest("manifest takes one value: true (crc32), sha256 or false")
+    return choice or None
 
 
 def zip_password(request: web.Request, zipreq: ZipRequest, settings: Settings) -> bytes | None:
@@ -187,9 +189,10 @@ def upstream_headers(request: web.Request, authorization: str | None) -> CIMulti
     return headers
 
 
-async def _bodies(plan: Plan, upstream: Upstream, headers: CIMultiDict[str],
-                  assembler: ZipAssembler) -> AsyncGenerator[bytes, None]:
-    """Every source's multipart body in turn, framed for the assembler."""
+async def _zip_pieces(plan: Plan, upstream: Upstream, headers: CIMultiDict[str],
+                      assembler: ZipAssembler) -> AsyncGenerator[list[Buffer], None]:
+    """The ZIP, in pieces: every source's multipart body split and assembled as it arrives,
+    then the tail. A thin async loop around the sans-I/O splitter and assembler."""
     for path in plan.sources:
         resp = await upstream.open("GET", upstream.url(path, plan.query), headers)
         try:
@@ -199,12 +202,35 @@ async def _bodies(plan: Plan, upstream: Upstream, headers: CIMultiDict[str],
             if params.get("type", "application/dicom").lower() != "application/dicom":
                 raise MultipartError(f"upstream multipart type is {params['type'][:60]!r}, "
                                      "not application/dicom")
-            assembler.begin_body(boundary)
+            splitter = MultipartSplitter(boundary)
             async for chunk in body_chunks(resp):
-                yield chunk
-            assembler.end_body()
+                events = splitter.feed(chunk)
+                if assembler.heavy and len(chunk) >= THREAD_MIN:
+                    # AES and deflate release the GIL: in a worker thread they overlap with
+                    # the event loop receiving the next bytes and sending these.
+                    yield await asyncio.to_thread(assembler.feed, events)
+                else:
+                    yield assembler.feed(events)
+            splitter.eof()
         finally:
             resp.close()
+    # MANIFEST.CSV, DICOMDIR (last entry) and the central directory, read from the spools.
+    tail = assembler.finish()
+    big = assembler.instances > TAIL_INLINE
+    while batch := (await asyncio.to_thread(_take, tail) if big else _take(tail)):
+        yield batch
+
+
+def _take(pieces: Iterator[Buffer], size: int = 1 << 20) -> list[Buffer]:
+    """The next ``size`` bytes or so of ``pieces``."""
+    out: list[Buffer] = []
+    total = 0
+    for piece in pieces:
+        out.append(piece)
+        total += len(piece)
+        if total >= size:
+            break
+    return out
 
 
 async def stream_zip(
@@ -225,78 +251,28 @@ async def stream_zip(
         header_limit=settings.header_limit, hold_limit=settings.hold_limit,
         deflate_level=settings.deflate_level,
         manifest=manifest_wanted(request, settings.manifest),
-        password=password,
+        password=password, spool_dir=settings.spool_dir or None,
     )
     request[ASSEMBLER] = assembler
-    chunks = _bodies(plan, upstream, headers, assembler)
+    pieces = _zip_pieces(plan, upstream, headers, assembler)
     try:
-        # 1. Until the first instance header parsed, every failure is a plain HTTP error.
+        # 1. Until the first entry opened, every failure is a plain HTTP error.
         first: list[Buffer] = []
-        async for chunk in chunks:
-            first += assembler.feed(chunk)
+        async for batch in pieces:
+            first += batch
             if assembler.started:
                 break
-        else:
-            first += assembler.finish()  # raises: zero instances (404) or a cut body
-        out = web.StreamResponse(status=200, headers={
-            "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{plan.filename}"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        })
-        request[RESPONSE] = out
-        await out.prepare(request)
-        if request.transport is not None:
-            # Let the kernel drain a few MiB while the next chunk is processed; 64 KiB (the
-            # asyncio default) makes every write wait for the client.
-            request.transport.set_write_buffer_limits(high=SEND_BUFFER)
+        out = await start_zip(request, plan.filename)
         on_start()
         if request.method == "HEAD":
             return out
         # 2. From here on a failure aborts the connection (see app.errors_and_log).
-        await _write(out, first, settings.read_timeout)
-        async for chunk in chunks:
-            # CRC-32, SHA-256 and deflate release the GIL on big buffers: in a worker thread
-            # they overlap with the event loop receiving the next bytes and sending these.
-            pieces = (await asyncio.to_thread(assembler.feed, chunk)
-                      if len(chunk) >= THREAD_MIN else assembler.feed(chunk))
-            await _write(out, pieces, settings.read_timeout)
-        # 3. MANIFEST.CSV, DICOMDIR (last entry) and the central directory.
-        tail = (await asyncio.to_thread(assembler.finish) if assembler.instances > 2000
-                else assembler.finish())
-        await _write(out, tail, settings.read_timeout)
+        async with BodyWriter(request, out, settings.read_timeout) as body:
+            await body.send(first)
+            async for batch in pieces:
+                await body.send(batch)
         await out.write_eof()
         return out
     finally:
-        await chunks.aclose()
-
-
-async def _write(out: web.StreamResponse, pieces: list[Buffer], timeout: float) -> None:
-    """Await every write (that is the backpressure), each within ``timeout`` seconds: a client
-    that stops reading for longer loses its download instead of holding a stream slot forever.
-    Small pieces are coalesced; big ones pass as they are."""
-    batch: list[Buffer] = []
-    size = 0
-    for piece in pieces:
-        if len(piece) >= WRITE_MIN:
-            if batch:
-                await _write_one(out, b"".join(batch), timeout)
-                batch, size = [], 0
-            await _write_one(out, piece, timeout)
-        else:
-            batch.append(piece)
-            size += len(piece)
-            if size >= WRITE_MIN:
-                await _write_one(out, b"".join(batch), timeout)
-                batch, size = [], 0
-    if batch:
-        await _write_one(out, b"".join(batch), timeout)
-
-
-async def _write_one(out: web.StreamResponse, data: Buffer, timeout: float) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            await out.write(data)
-        out[SENT] = out.get(SENT, 0) + len(data)
-    except TimeoutError as exc:
-        raise ClientStalled(f"client read nothing for {timeout:g} s") from exc
+        await pieces.aclose()
+        assembler.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,7 @@ def test_collection_is_exactly_what_qido_lists(
         rows = list(csv.DictReader(io.StringIO(zf.read("MANIFEST.CSV").decode())))
         assert {r["StudyInstanceUID"] for r in rows} == studies
         for row in rows:
-            assert hashlib.sha256(zf.read(row["path"])).hexdigest() == row["sha256"]
+            assert f"{zlib.crc32(zf.read(row['path'])):08x}" == row["crc32"]
         folders = {name.split("/")[1] for name in zf.namelist() if name.startswith("DICOM/")}
     assert folders == {f"ST{i:06d}" for i in range(1, len(studies) + 1)}
 
@@ -222,7 +222,7 @@ def test_readme_snippet_loads_a_cohort(
     proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path
 ) -> None:
     """The documented lines, run as a researcher would (only host and port changed): they
-    download the CT cohort, check every SHA-256 against MANIFEST.CSV and select the CT rows."""
+    download the CT cohort, check every CRC-32 against MANIFEST.CSV and select the CT rows."""
     snippet = readme_loader_snippet()
     assert "http://127.0.0.1:8080/" in snippet
     snippet = snippet.replace("http://127.0.0.1:8080/", f"{proxy.url}/")

@@ -488,14 +488,18 @@ def test_client_disconnect_before_the_upstream_answers_closes_upstream(
 # -- instance headers and the header limit -------------------------------------------------
 
 
-def test_big_header_within_default_limit_succeeds(
-    fake: FakeUpstream, fproxy: Proxy, samples: Samples, tmp_path: Path
+@pytest.mark.parametrize("order", ["big-first", "big-later"])
+def test_big_header_streams_whatever_the_header_limit(
+    fake: FakeUpstream, proxy_1m: Proxy, samples: Samples, tmp_path: Path, order: str
 ) -> None:
-    prefix = fake.add(
-        "big-header-4m", Plan(segments=multipart_segments([samples.small, samples.big_header]))
-    )
+    """A 3 MiB private element before Pixel Data, through a proxy whose --header-limit is
+    1 MiB: the scanner steps over it, so the instance streams (issue 12: no well-formed object
+    of any size fails a download), first in its ZIP or not."""
+    files = [samples.small, samples.big_header]
+    prefix = fake.add(f"big-header-{order}", Plan(
+        segments=multipart_segments(files if order == "big-later" else files[::-1])))
     out = tmp_path / "big.zip"
-    r = fetch(f"{fproxy.url}{prefix}/studies/1.2.3?accept=application/zip", out)
+    r = fetch(f"{proxy_1m.url}{prefix}/studies/1.2.3?accept=application/zip", out)
     assert r.rc == 0 and r.status == 200, r.describe()
     check_python_zipfile(out)
     info = check_dicomdir(out)
@@ -503,27 +507,6 @@ def test_big_header_within_default_limit_succeeds(
     with zipfile.ZipFile(out) as zf:
         sizes = sorted(i.file_size for i in zf.infolist() if i.filename.startswith("DICOM/"))
     assert sizes[-1] == samples.big_header.stat().st_size
-
-
-def test_big_header_over_limit_in_first_part_is_an_error(
-    fake: FakeUpstream, proxy_1m: Proxy, samples: Samples, tmp_path: Path
-) -> None:
-    prefix = fake.add(
-        "big-header-first", Plan(segments=multipart_segments([samples.big_header, samples.small]))
-    )
-    r = fetch(f"{proxy_1m.url}{prefix}/studies/1.2.3", tmp_path / "big1.zip", f"Accept: {ZIP}")
-    assert_error_before_zip(r, 502, "header larger than")
-
-
-def test_big_header_over_limit_in_later_part_aborts(
-    fake: FakeUpstream, proxy_1m: Proxy, samples: Samples, tmp_path: Path
-) -> None:
-    prefix = fake.add(
-        "big-header-later",
-        Plan(segments=multipart_segments([samples.small, samples.big_header]), pause=0.3),
-    )
-    r = fetch(f"{proxy_1m.url}{prefix}/studies/1.2.3", tmp_path / "big2.zip", f"Accept: {ZIP}")
-    assert_aborted(r)
 
 
 # -- requests that must never reach the upstream (or only the configured one) --------------
