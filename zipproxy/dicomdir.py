@@ -62,7 +62,8 @@ from .spool import Spool
 IMPLEMENTATION_CLASS_UID: Final = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_DNS, "zipproxy").int)
 IMPLEMENTATION_VERSION_NAME: Final = f"ZIPPROXY_{__version__}"[:16]
 
-_FILE_ID_COMPONENT: Final = re.compile(r"[A-Z0-9_]{1,8}")  # PS3.10 8.2, 8.5
+# PS3.10 8.2, 8.5: 1 to 8 components of 1 to 8 characters from A-Z 0-9 _, joined by "\".
+_FILE_ID: Final = re.compile(r"[A-Z0-9_]{1,8}(?:\\[A-Z0-9_]{1,8}){0,7}")
 _FILE_SET_ID: Final = re.compile(r"[A-Z0-9_ ]{0,16}")  # CS, PS3.5 6.2
 _NEXT_AT: Final = 8  # value of (0004,1400) inside a record's item value
 _LOWER_AT: Final = 30  # value of (0004,1420): after 1400 (12 bytes) and 1410 (10 bytes)
@@ -123,14 +124,14 @@ class DicomDirBuilder:
         self._spool.close()
 
     def add(self, scan: Scan, file_id: tuple[str, ...]) -> None:
-        if not 1 <= len(file_id) <= 8 or not all(
-                isinstance(c, str) and _FILE_ID_COMPONENT.fullmatch(c) for c in file_id):
+        referenced = "\\".join(file_id) if all(isinstance(c, str) for c in file_id) else ""
+        if not _FILE_ID.fullmatch(referenced):
             raise ValueError(f"invalid File ID {file_id!r} (PS3.10 8.2)")
         # 1. The leaf's references (PS3.3 F.3.2.2): File ID, SOP Class/Instance, Syntax.
         sop_class, sop_uid, syntax = identity(scan)
         if sop_uid in self._instances:
             raise DuplicateInstance(f"SOP Instance UID {sop_uid} appears twice")
-        refs = [element(0x00041500, "CS", "\\".join(file_id).encode()),
+        refs = [element(0x00041500, "CS", referenced.encode()),
                 element(0x00041510, "UI", sop_class.encode()),
                 element(0x00041511, "UI", sop_uid.encode()),
                 element(0x00041512, "UI", syntax.encode())]
@@ -474,15 +475,18 @@ def scan_dates(scan: Scan) -> dict[str, bytes]:
 
 def _record(kind: str, elements: list[tuple[int, bytes]], charset: bytes) -> bytes:
     """A record's item value, its elements in tag order (PS3.5 7.1)."""
-    # PS3.3 F.3.2.2: the offsets (zero until build()), Record In-use Flag FFFFH, the type.
-    elements = [(0x00041400, element(0x00041400, "UL", bytes(4))),
-                (0x00041410, element(0x00041410, "US", b"\xff\xff")),
-                (0x00041420, element(0x00041420, "UL", bytes(4))),
-                (0x00041430, element(0x00041430, "CS", kind.encode())), *elements]
     if charset:
         elements.append((0x00080005, element(0x00080005, "CS", charset)))
     elements.sort(key=lambda e: e[0])
-    return b"".join(encoded for _, encoded in elements)
+    return b"".join([_record_head(kind), *(encoded for _, encoded in elements)])
+
+
+@functools.cache
+def _record_head(kind: str) -> bytes:
+    """PS3.3 F.3.2.2: the offsets (zero until build()), Record In-use Flag FFFFH, the type:
+    the first elements of every record, (0004,1400) to (0004,1430)."""
+    return b"".join([element(0x00041400, "UL", bytes(4)), element(0x00041410, "US", b"\xff\xff"),
+                     element(0x00041420, "UL", bytes(4)), element(0x00041430, "CS", kind.encode())])
 
 
 def _supply(keyword: str, vr: str, dates: dict[str, bytes]) -> bytes:

@@ -62,6 +62,7 @@ _WIDTH: Final = {b"US": 2, b"SS": 2, b"AT": 2, b"OW": 2, b"UL": 4, b"SL": 4, b"F
 _TAG: Final = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
 _U16: Final = {True: struct.Struct("<H"), False: struct.Struct(">H")}
 _U32: Final = {True: struct.Struct("<I"), False: struct.Struct(">I")}
+_META_KEPT: Final = frozenset({0x0002, 0x0003, 0x0010})  # SOP Class, Instance, Syntax UIDs
 _META: Final = struct.Struct("<HH2sH")  # Explicit VR Little Endian: tag, VR, short length
 _IMPLICIT_HEAD: Final = struct.Struct("<HHI")  # Implicit VR Little Endian: tag, length
 # Transfer syntaxes that are not Explicit VR Little Endian (PS3.5 A.1-A.5, PS3.6 A).
@@ -92,6 +93,10 @@ class Element(NamedTuple):
     value: bytes
     implicit: bool = False
     little: bool = True
+
+
+# ``Element(vr, value)`` without the generated constructor's Python frame, for the hot loop.
+_TUPLE_NEW: Final = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,8 @@ def _parse_meta(source: memoryview, final: bool = False) -> tuple[dict[int, byte
             raise InstanceError("malformed File Meta Information")
         if n - pos < size + length:
             break
-        meta[group << 16 | elem] = bytes(source[pos + size:pos + size + length])
+        if elem in _META_KEPT:
+            meta[group << 16 | elem] = bytes(source[pos + size:pos + size + length])
         pos += size + length
     return meta, pos if final and pos == n else None
 
@@ -333,6 +339,7 @@ class _DataSet:
                 pos = after
         else:
             head, u32, long_vrs = _META.unpack_from, _U32[True].unpack_from, _LONG_VRS
+            new = _TUPLE_NEW
             while end - pos >= 12:
                 group, elem, vr, length = head(view, pos)
                 tag = group << 16 | elem
@@ -348,7 +355,7 @@ class _DataSet:
                     after = pos + 8 + length
                     if after > end or vr not in _VRS:
                         break
-                    elements[tag] = Element(vr, bytes(view[pos + 8:after]))
+                    elements[tag] = new(Element, (vr, bytes(view[pos + 8:after]), False, True))
                 else:
                     after = pos + 8 + length
                     if after > end or group == 0xFFFE or tag in sequences or vr not in _VRS:

@@ -10,9 +10,7 @@ costs about 0.6 CPU-s per GiB. Rows are spooled (:mod:`zipproxy.spool`), not kep
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 from typing import Final
 
@@ -29,38 +27,45 @@ KEY_COLUMNS: Final = (
 )
 CHECKSUMS: Final = ("crc32", "sha256")  # what ?manifest= may ask for (and true/false)
 # OWASP CSV injection: a spreadsheet must not read a text value as a formula.
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START: Final = (b"=", b"+", b"-", b"@", b"\t", b"\r")
 _FLUSH: Final = 64 * 1024
-_TAGS: Final = tuple((kw, tag_of(kw)) for kw in KEY_COLUMNS if kw != "TransferSyntaxUID")
+_TAGS: Final = tuple(tag_of(kw) for kw in KEY_COLUMNS if kw != "TransferSyntaxUID")
+_NUMBERS: Final = frozenset({tag_of("Rows"), tag_of("Columns")})
+_PATIENT_ID: Final = tag_of("PatientID")
 # Where a column comes from when the data set lacks it: the File Meta Information.
-_META_FALLBACK: Final = {"SOPClassUID": 0x00020002, "SOPInstanceUID": 0x00020003}
+_META_FALLBACK: Final = {tag_of("SOPClassUID"): 0x00020002, tag_of("SOPInstanceUID"): 0x00020003}
 
 
 def columns(sha256: bool) -> tuple[str, ...]:
     return ("path", *KEY_COLUMNS, "size", "crc32", *(("sha256",) if sha256 else ()))
 
 
-def _cells(scan: Scan) -> list[str]:
-    """The key columns of one instance, from the scanner's raw values."""
-    elements = scan.elements
+def _csv(cell: bytes) -> bytes:
+    """RFC 4180 quoting, as Python's csv module does it (QUOTE_MINIMAL)."""
+    if b'"' in cell or b"," in cell or b"\n" in cell or b"\r" in cell:
+        return b'"' + cell.replace(b'"', b'""') + b'"'
+    return cell
+
+
+def _cells(scan: Scan) -> list[bytes]:
+    """The key columns of one instance, UTF-8, from the scanner's raw values."""
+    elements, meta = scan.elements, scan.meta
     out = []
-    for keyword, tag in _TAGS:
+    for tag in _TAGS:
         elem = elements.get(tag)
-        if keyword in ("Rows", "Columns"):  # US, little endian as the scanner keeps numbers
+        if tag in _NUMBERS:  # Rows, Columns: US, little endian as the scanner keeps numbers
             value = elem.value if elem is not None else b""
-            out.append(str(int.from_bytes(value[:2], "little")) if len(value) >= 2 else "")
+            out.append(b"%d" % int.from_bytes(value[:2], "little") if len(value) >= 2 else b"")
             continue
         raw = elem.value.strip(b" \x00") if elem is not None else b""
-        if not raw:
-            raw = scan.meta.get(_META_FALLBACK.get(keyword, -1), b"").strip(b" \x00")
-        if raw.isascii():
-            text = raw.decode("ascii")
-        else:  # a PatientID in the instance's character set (PS3.5 6.1)
+        if not raw and tag in _META_FALLBACK:
+            raw = meta.get(_META_FALLBACK[tag], b"").strip(b" \x00")
+        if not raw.isascii():  # a PatientID in the instance's character set (PS3.5 6.1)
             names = charset(scan).decode("ascii", "replace").split("\\")
-            text = decode_bytes(raw, names or ["ISO_IR 6"], set())
-        if keyword == "PatientID" and text.startswith(_FORMULA_START):
-            text = "'" + text
-        out.append(text)
+            raw = decode_bytes(raw, names or ["ISO_IR 6"], set()).encode("utf-8")
+        if tag == _PATIENT_ID and raw.startswith(_FORMULA_START):
+            raw = b"'" + raw
+        out.append(_csv(raw))
     return out
 
 
@@ -71,9 +76,7 @@ class Manifest:
     def __init__(self, sha256: bool = False, spool_dir: str | None = None) -> None:
         self.sha256 = sha256
         self._spool = Spool(spool_dir)
-        self._text = io.StringIO()
-        self._writer = csv.writer(self._text, lineterminator="\r\n")
-        self._writer.writerow(columns(sha256))
+        self._rows = bytearray(b",".join(c.encode() for c in columns(sha256)) + b"\r\n")
         self._hash: hashlib._Hash | None = None
         self.rows = 0
 
@@ -87,14 +90,15 @@ class Manifest:
 
     def end(self, path: str, scan: Scan, size: int, crc: int) -> None:
         cells = _cells(scan)
-        syntax = scan.meta.get(0x00020010, b"").strip(b" \x00").decode("ascii", "replace")
-        row = [path, *cells[:8], syntax, *cells[8:], str(size), f"{crc:08x}"]
+        syntax = scan.meta.get(0x00020010, b"").strip(b" \x00")
+        row = [path.encode(), *cells[:8], _csv(syntax), *cells[8:], b"%d" % size,
+               b"%08x" % crc]
         if self._hash is not None:
-            row.append(self._hash.hexdigest())
+            row.append(self._hash.hexdigest().encode())
             self._hash = None
-        self._writer.writerow(row)
+        self._rows += b",".join(row) + b"\r\n"
         self.rows += 1
-        if self._text.tell() >= _FLUSH:
+        if len(self._rows) >= _FLUSH:
             self._flush()
 
     def render(self) -> tuple[int, Iterator[bytes]]:
@@ -110,6 +114,5 @@ class Manifest:
         self._spool.close()
 
     def _flush(self) -> None:
-        self._spool.append(self._text.getvalue().encode("utf-8"))
-        self._text.seek(0)
-        self._text.truncate()
+        self._spool.append(bytes(self._rows))
+        self._rows.clear()

@@ -216,10 +216,20 @@ def element(tag: int, vr: str, value: bytes) -> bytes:
     """One element in Explicit VR Little Endian (PS3.5 7.1.2), padded to even length."""
     if len(value) % 2:
         value += b"\x00" if vr in ("UI", "OB", "UN") else b" "
-    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
+    head = _HEADS.get((tag, vr)) or _head(tag, vr)
     if vr in EXPLICIT_VR_LENGTH_32:
-        return head + struct.pack("<HI", 0, len(value)) + value
-    return head + struct.pack("<H", len(value)) + value
+        return b"".join((head, _LONG_LENGTH(0, len(value)), value))
+    return b"".join((head, _SHORT_LENGTH(len(value)), value))
+
+
+def _head(tag: int, vr: str) -> bytes:
+    head = _HEADS[(tag, vr)] = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
+    return head
+
+
+_HEADS: dict[tuple[int, str], bytes] = {}  # tag and VR, encoded: a few hundred at most
+_LONG_LENGTH: Final = struct.Struct("<HI").pack
+_SHORT_LENGTH: Final = struct.Struct("<H").pack
 
 
 def text(scan: Scan, keyword: str) -> bytes:
