@@ -11,12 +11,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
 from aiohttp import web
 
 from . import links
+from .assembler import ZipAssembler
 from .collection import Limits, match_search, plan_search
 from .config import Settings
 from .errors import (
@@ -110,80 +112,140 @@ def _cut(request: web.Request) -> None:
         request.transport.abort()
 
 
+@dataclass
+class _Line:
+    """What the request's log line will say."""
+
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    outcome: str = "ok"
+    status: int = 500
+    error: str | None = None
+
+
 @web.middleware
 async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Domain errors become HTTP answers here; every request gets one log line and metrics."""
-    metrics = request.app[METRICS]
-    started = time.monotonic()
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
-    outcome, status, error = "ok", 500, None
+    """Domain errors become HTTP answers here; every request gets one log line and metrics.
+
+    A failure once the answer has started can only cut the connection: a zipproxy error
+    (:mod:`zipproxy.errors`) is logged with its name, anything else -- a bug -- as
+    ``internal``, with its traceback; neither is ever an ``ok``."""
+    line = _Line(request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16])
     lifecycle = request.app[LIFECYCLE]
     task = asyncio.current_task()
     if task is not None:
         lifecycle.tasks.add(task)
     try:
         response = await handler(request)
-        status = response.status
+        line.status = response.status
         if request.get(IS_ZIP) and response.prepared:
-            outcome = "zip-complete"
-            metrics.zip_completed.inc()
-            metrics.zip_duration.observe(time.monotonic() - started)
+            line.outcome = "zip-complete"
+            request.app[METRICS].zip_completed.inc()
+            request.app[METRICS].zip_duration.observe(time.monotonic() - line.started)
         return response
     except ZipProxyError as exc:
-        error = type(exc).__name__
-        if isinstance(exc, UpstreamError | StreamError) and not isinstance(
-            exc, UpstreamStatus | ClientStalled
-        ):
-            metrics.upstream_errors.labels(error).inc()
-        prepared: web.StreamResponse | None = request.get(RESPONSE)
-        if prepared is not None and prepared.prepared:
-            # The answer has started: it can only be cut, never completed falsely.
-            outcome, status = "aborted", prepared.status
-            if request.get(IS_ZIP):
-                metrics.zip_aborted.labels(error).inc()
-            log.warning("aborting the response: %s", exc.reason,
-                        extra={"request_id": request_id, "error": error})
-            _cut(request)
-            return prepared
-        status = exc.status
-        outcome = "upstream-status" if isinstance(exc, UpstreamStatus) else "refused"
-        if request.get(IS_ZIP):
-            metrics.zip_refused.labels(str(status)).inc()
-        return error_response(exc)
+        return _domain_error(request, exc, line)
     except (ConnectionResetError, asyncio.CancelledError) as exc:
-        # The client went away (aiohttp cancels the handler, or a write fails), or the grace
-        # period after SIGTERM ran out: the upstream request is closed by the handler's
-        # ``finally``; nothing is left to answer.
-        outcome, error = "client-gone", "ClientDisconnected"
-        if lifecycle.draining and isinstance(exc, asyncio.CancelledError):
-            outcome, error = "shutdown-aborted", "Shutdown"
-        prepared = request.get(RESPONSE)
-        status = prepared.status if prepared is not None else 499
-        if request.get(IS_ZIP):
-            metrics.zip_aborted.labels(error).inc()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        _cut(request)
-        return prepared if prepared is not None else web.Response()
+        return _client_gone(request, exc, line)
+    except Exception as exc:  # a bug: never let it pass for a complete answer
+        return _internal_error(request, exc, line)
     finally:
         if task is not None:
             lifecycle.tasks.discard(task)
-        sent = request.get(RESPONSE)
-        sent_bytes = sent.get(SENT, 0) if sent is not None else 0
-        assembler = request.get(ASSEMBLER)
-        instances = assembler.instances if assembler is not None else None
+        _log_request(request, line)
+
+
+def _domain_error(request: web.Request, exc: ZipProxyError, line: _Line) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    line.error = type(exc).__name__
+    if isinstance(exc, UpstreamError | StreamError) and not isinstance(
+            exc, UpstreamStatus | ClientStalled):
+        metrics.upstream_errors.labels(line.error).inc()
+    prepared: web.StreamResponse | None = request.get(RESPONSE)
+    if prepared is not None and prepared.prepared:
+        # The answer has started: it can only be cut, never completed falsely.
+        line.outcome, line.status = "aborted", prepared.status
         if request.get(IS_ZIP):
-            metrics.zip_bytes.inc(sent_bytes)
-            metrics.zip_instances.inc(instances or 0)
-        # Probes and scrapes every few seconds would drown the log: they go at debug level.
-        level = logging.DEBUG if request.path.startswith("/-/") and status < 400 else logging.INFO
-        log.log(
-            level, "%s %s %s", request.method, request.path, status,
-            extra={"request_id": request_id, "method": request.method, "path": request.path,
-                   "status": status, "outcome": outcome, "error": error, "bytes": sent_bytes,
-                   "instances": instances,
-                   "duration_ms": round((time.monotonic() - started) * 1000, 1)},
-        )
+            metrics.zip_aborted.labels(line.error).inc()
+        log.warning("aborting the response: %s", exc.reason,
+                    extra={"request_id": line.request_id, "error": line.error})
+        _cut(request)
+        return prepared
+    line.status = exc.status
+    line.outcome = "upstream-status" if isinstance(exc, UpstreamStatus) else "refused"
+    if request.get(IS_ZIP):
+        metrics.zip_refused.labels(str(line.status)).inc()
+    return error_response(exc)
+
+
+def _client_gone(request: web.Request, exc: BaseException, line: _Line) -> web.StreamResponse:
+    """The client went away (aiohttp cancels the handler, or a write fails), or the grace
+    period after SIGTERM ran out: the upstream request is closed by the handler's
+    ``finally``; nothing is left to answer."""
+    line.outcome, line.error = "client-gone", "ClientDisconnected"
+    if request.app[LIFECYCLE].draining and isinstance(exc, asyncio.CancelledError):
+        line.outcome, line.error = "shutdown-aborted", "Shutdown"
+    prepared: web.StreamResponse | None = request.get(RESPONSE)
+    line.status = prepared.status if prepared is not None else 499
+    if request.get(IS_ZIP):
+        request.app[METRICS].zip_aborted.labels(line.error).inc()
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    _cut(request)
+    return prepared if prepared is not None else web.Response()
+
+
+def _internal_error(request: web.Request, exc: Exception, line: _Line) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    line.error = "internal"
+    log.error("internal error: %s", type(exc).__name__, exc_info=exc,
+              extra={"request_id": line.request_id, "error": line.error})
+    prepared: web.StreamResponse | None = request.get(RESPONSE)
+    if prepared is not None and prepared.prepared:
+        line.outcome, line.status = "aborted", prepared.status
+        if request.get(IS_ZIP):
+            metrics.zip_aborted.labels(line.error).inc()
+        _cut(request)
+        return prepared
+    line.outcome, line.status = "refused", 500
+    if request.get(IS_ZIP):
+        metrics.zip_refused.labels("500").inc()
+    return web.Response(status=500, text="internal error in zipproxy (logged)\n")
+
+
+def _log_request(request: web.Request, line: _Line) -> None:
+    metrics = request.app[METRICS]
+    sent = request.get(RESPONSE)
+    sent_bytes = sent.get(SENT, 0) if sent is not None else 0
+    assembler = request.get(ASSEMBLER)
+    instances = assembler.instances if assembler is not None else None
+    if request.get(IS_ZIP):
+        metrics.zip_bytes.inc(sent_bytes)
+        metrics.zip_instances.inc(instances or 0)
+    if assembler is not None:
+        _log_content_notes(assembler, line.request_id)
+    # Probes and scrapes every few seconds would drown the log: they go at debug level.
+    status = line.status
+    level = logging.DEBUG if request.path.startswith("/-/") and status < 400 else logging.INFO
+    log.log(
+        level, "%s %s %s", request.method, request.path, status,
+        extra={"request_id": line.request_id, "method": request.method, "path": request.path,
+               "status": status, "outcome": line.outcome, "error": line.error,
+               "bytes": sent_bytes, "instances": instances,
+               "duration_ms": round((time.monotonic() - line.started) * 1000, 1)},
+    )
+
+
+def _log_content_notes(assembler: ZipAssembler, request_id: str) -> None:
+    """What the DICOMDIR had to decide about the instances (UIDs and key names only)."""
+    if assembler.conflicts:
+        log.warning("instances of one entity disagree on DICOMDIR keys; the first value was "
+                    "kept: %s", "; ".join(assembler.conflicts[:20]),
+                    extra={"request_id": request_id})
+    if assembler.unreadable:
+        log.warning("%d instance(s) with a data set that could not be read to its end, "
+                    "streamed as stored: %s", assembler.unreadable, assembler.first_problem,
+                    extra={"request_id": request_id})
 
 
 def _mentions_zip(header: str, params: list[str]) -> bool:
