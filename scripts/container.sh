@@ -11,6 +11,12 @@
 # on every exit path. Needs what scripts/setup.sh --test installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Rootful podman (rootless would need subordinate uids and slirp4netns), as scripts/setup.sh
+# uses sudo for apt when not root.
+if [ "$(id -u)" -ne 0 ]; then
+  echo "container: podman and mmdebstrap run as root: sudo $0" >&2
+  exec sudo --preserve-env "$0" "$@"
+fi
 
 # podman 4.3 on these machines needs runc, cgroupfs and no default ulimits: a project file,
 # not the machine's /etc/containers/containers.conf.
@@ -124,7 +130,7 @@ if ! step podman build "${build_args[@]}" -f deploy/Dockerfile --iidfile "$work/
 fi
 image=$(cat "$work/iid")
 image=${image#sha256:}
-mb() { echo $(( $(podman image inspect -f '{{.Size}}' "$1") / 1000000 )); }
+mb() { echo $(( ($(podman image inspect -f '{{.Size}}' "$1") + 500000) / 1000000 )); }  # as podman images
 say "built localhost/zipproxy:$version and :latest (${image:0:12}) in $((SECONDS - started)) s;" \
     "image size $(mb "$image") MB, of which the stand-in base $(mb "$python_base") MB"
 # The image this build replaced, once nothing names or uses it (by ID; never a global prune).
