@@ -2,7 +2,11 @@
 # Install what zipproxy needs on Debian 12: system packages (only those missing), then a venv.
 #   scripts/setup.sh          runtime + demo (Orthanc and its DICOMweb plugin)
 #   scripts/setup.sh --test   also the test clients (dcmtk, dicom3tools, 7zip, bsdtar, unzip,
-#                             Java, Chromium) and the Python test tools
+#                             Java, Chromium), the Python test tools, and what
+#                             scripts/container.sh builds and runs the image with: podman with
+#                             runc (crun, its default here, cannot run on this cgroup setup),
+#                             mmdebstrap (the stand-in base images) and the CNI dnsname plugin
+#                             (compose services find each other by name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +14,8 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 pkgs=(orthanc orthanc-dicomweb python3-venv python3-pip curl ca-certificates)
-[ $want_test = 1 ] && pkgs+=(dcmtk dicom3tools 7zip libarchive-tools unzip default-jdk-headless chromium)
+[ $want_test = 1 ] && pkgs+=(dcmtk dicom3tools 7zip libarchive-tools unzip default-jdk-headless chromium
+                             podman runc mmdebstrap golang-github-containernetworking-plugin-dnsname)
 
 missing=()
 for p in "${pkgs[@]}"; do

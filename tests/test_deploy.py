@@ -143,6 +143,7 @@ def parse_dockerfile(text: str) -> list[Stage]:
             logical.append(pending + line)
         pending = ""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM: only FROM lines see them
     for line in logical:
         keyword, _, args = line.partition(" ")
         keyword, args = keyword.upper(), args.strip()
@@ -150,11 +151,25 @@ def parse_dockerfile(text: str) -> list[Stage]:
             words = args.split()
             words = [w for w in words if not w.startswith("--")]
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(words[0], name))
+            stages.append(Stage(expand(words[0], global_args), name))
+        elif keyword == "ARG" and not stages:
+            arg, _, default = args.partition("=")
+            global_args[arg] = default
         else:
             assert stages, f"{keyword} before FROM"
             stages[-1].instructions.append((keyword, args))
     return stages
+
+
+def expand(word: str, args: Mapping[str, str]) -> str:
+    """``${NAME}`` and ``$NAME`` replaced by the ARG's default (build arguments not given)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        assert name in args, f"{word}: ARG {name} is not declared before the first FROM"
+        return args[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, word)
 
 
 def exec_form(args: str) -> list[str]:
@@ -379,6 +394,29 @@ def test_dockerfile_builds_a_wheel_and_installs_only_that() -> None:
     for tool in ("pip wheel", "apt-get", "gcc", "build-essential", "setup.py"):
         assert tool not in runs, f"the runtime stage must not use {tool}"
     assert not final.args("COPY"), "the runtime stage gets the wheels only (bind mount)"
+
+
+def test_dockerfile_base_image_is_a_build_argument() -> None:
+    # The default (above: python:3.11-slim) serves a Docker host; scripts/container.sh passes a
+    # stand-in with --build-arg BASE_IMAGE=... where no registry is reachable.
+    froms = re.findall(r"(?m)^FROM\s+(\S+)", DOCKERFILE.read_text())
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"], froms
+    with pytest.raises(AssertionError, match="not declared"):
+        parse_dockerfile("FROM ${UNDECLARED}\n")
+    (stage,) = parse_dockerfile("ARG B=debian:12\nFROM $B AS x\nARG B\nRUN true\n")
+    assert (stage.base, stage.name, stage.args("ARG")) == ("debian:12", "x", ["B"])
+
+
+def test_dockerfile_pip_settings_are_build_secrets() -> None:
+    """The build host's pip settings reach ``pip wheel`` as optional secrets, never as a layer
+    or a build argument (an index URL may carry a token)."""
+    builder, final = dockerfile()[0], dockerfile()[-1]
+    (wheel,) = [run for run in builder.args("RUN") if "pip wheel" in run]
+    assert "--mount=type=secret,id=pip.conf,target=/etc/pip.conf" in wheel
+    # No target: the secret's default path, /run/secrets/pip-cert (tests/container/pipconf.py).
+    assert "--mount=type=secret,id=pip-cert " in wheel
+    assert "secret" not in " ".join(final.args("RUN")), "the runtime stage installs offline"
+    assert not any(kw == "ARG" for stage in dockerfile() for kw, _ in stage.instructions)
 
 
 def test_dockerfile_runs_the_console_script_as_non_root() -> None:
