@@ -33,7 +33,7 @@ from .errors import (
 )
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import accept_query_values, negotiate
-from .passthrough import PUBLIC_URL, RESPONSE, SENT, forward
+from .passthrough import PUBLIC_URL, RESPONSE, SENT, forward, public_base
 from .rendered import rendered_zip_request, stream_rendered
 from .retrieve import (
     ASSEMBLER,
@@ -273,7 +273,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             password = zip_password(request, zipreq, settings)
             with request.app[STREAMS]:
                 if resource is not None:
-                    plan = single_plan(request, resource, zipreq, str(upstream.origin),
+                    plan = single_plan(request, resource, zipreq, public_base(request),
                                        encrypted=password is not None)
                 else:
                     assert search is not None

@@ -41,6 +41,18 @@ def public_origin(request: web.Request) -> tuple[str, str]:
     return request.scheme, request.host
 
 
+def public_base(request: web.Request) -> str:
+    """The URL clients reach the proxy at, for README.TXT: ``--public-url``, else the
+    request's scheme and a Host of plain characters; never the upstream (internal topology)."""
+    public = request.app.get(PUBLIC_URL, "")
+    if public:
+        return str(public)
+    scheme, host = public_origin(request)
+    if _PLAIN_HOST.fullmatch(host):
+        return f"{scheme}://{host}"
+    return "(the address this ZIP was downloaded from)"
+
+
 def forwarded_headers(request: web.Request, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
     """The client's end-to-end headers for the upstream, plus where the client reached us."""
     headers = end_to_end(request.headers, drop=("Host", "Forwarded", *drop))

@@ -42,6 +42,7 @@ from .archive import ArchiveWriter, Buffer
 from .config import Settings
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
 from .negotiation import accept_query_values, is_valid_uid, negotiate
+from .passthrough import public_base
 from .upstream import Upstream, read_bounded
 from .zipresponse import BodyWriter, start_zip
 
@@ -266,7 +267,7 @@ async def ordered_map(items: Iterable[T], fn: Callable[[T], Coroutine[Any, Any, 
 
 
 def readme_text(req: RenderedRequest, origin: str) -> bytes:
-    """README.TXT: validated UIDs, the media type and the configured origin only."""
+    """README.TXT: validated UIDs, the media type and the proxy's public address only."""
     return "\r\n".join([
         f"Rendered images ({req.media_type}) of a DICOM {req.level}, written by zipproxy: the",
         "source server's renderings (PS3.18 10.4.1.1.3), pictures for viewing, not DICOM data.",
@@ -305,7 +306,7 @@ async def stream_rendered(request: web.Request, req: RenderedRequest, upstream: 
                                spool_dir=settings.spool_dir or None)
         try:
             async with BodyWriter(request, out, settings.read_timeout) as body:
-                readme = readme_text(req, str(upstream.origin))
+                readme = readme_text(req, public_base(request))
                 await body.send(writer.add("README.TXT", readme, plain=True))
                 rows = [await _add(body, writer, req, first)]
                 async for result in results:

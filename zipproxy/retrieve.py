@@ -129,8 +129,9 @@ def readme_text(resource: Resource, zipreq: ZipRequest, origin: str,
                 encrypted: bool = False) -> bytes:
     """README.TXT (IHE PDI style): nothing in it comes from patient data or the client's headers.
 
-    Every variable part is a validated UID, a validated transfer syntax or the configured origin,
-    so neither CR/LF nor quotes can be injected.
+    Every variable part is a validated UID, a validated transfer syntax or the proxy's public
+    address (:func:`~zipproxy.passthrough.public_base`: never the upstream's internal URL), so
+    neither CR/LF nor quotes can be injected.
     """
     ts = {None: "upstream default (Explicit VR Little Endian per PS3.18)",
           "*": "as stored by the upstream"}.get(zipreq.transfer_syntax, zipreq.transfer_syntax)

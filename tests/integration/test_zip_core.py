@@ -252,3 +252,23 @@ def test_streamed_entries_pass_every_reader(
             if info.filename.startswith("DICOM/"):
                 big = info.file_size > 4096
                 assert info.compress_type == (zipfile.ZIP_DEFLATED if big else zipfile.ZIP_STORED)
+
+
+@pytest.mark.parametrize("public_url", ["", "https://pacs.example.org/dicom"])
+def test_readme_names_the_public_address_never_the_upstream(
+    orthanc: SampleUpstream, start_proxy: StartProxy, tmp_path: Path, public_url: str
+) -> None:
+    """README.TXT tells a patient where the ZIP came from: the proxy's public URL (or the
+    address the request used), not the internal upstream (issue 13)."""
+    proxy = start_proxy(orthanc.url, *(["--public-url", public_url] if public_url else []))
+    study = orthanc.studies[3]
+    out = tmp_path / "r.zip"
+    curl(f"{proxy.url}/dicom-web/studies/{study.study_uid}?accept=application/zip", out)
+    check_all(out)
+    internal = orthanc.url.removeprefix("http://").encode()  # 127.0.0.1:PORT
+    with zipfile.ZipFile(out) as zf:
+        readme = zf.read("README.TXT").decode()
+        assert f"Source server:   {public_url or proxy.url}\r\n" in readme
+        assert internal not in zf.comment
+        for info in zf.infolist():
+            assert internal not in zf.read(info), info.filename
