@@ -1,4 +1,5 @@
-"""``zipproxy``: run the proxy in the foreground.
+"""``zipproxy``: run the proxy in the foreground; ``zipproxy fetch …`` downloads a cohort
+(:mod:`zipproxy.fetch`).
 
 ``--workers N`` starts N processes that listen on the same port (SO_REUSEPORT: the kernel spreads
 connections), so one pod uses several cores; the parent only supervises and forwards SIGTERM.
@@ -70,8 +71,13 @@ def serve(settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["fetch"]:
+        from .fetch import main as fetch_main  # its optional extra is checked there
+
+        return fetch_main(args[1:])
     try:
-        settings = load(argv)
+        settings = load(args)
     except ConfigError as exc:
         print(f"zipproxy: {exc}", file=sys.stderr)
         return 2

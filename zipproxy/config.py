@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zipproxy",
         description="Serve DICOM ZIPs (application/zip, after DICOM Sup 211) in front of a "
         "DICOMweb server; pass every other request through.",
+        epilog="To download a cohort through a running zipproxy: zipproxy fetch --help",
     )
     for opt in OPTIONS:
         default = "required" if opt.default is None else opt.default or '""'

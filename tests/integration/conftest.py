@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fakeupstream import FakeUpstream
+from fakeupstream import FakeUpstream, Relay
 
 from zipproxy.demo.orthanc import DEFAULT_BINARY, SampleUpstream, free_port, start_with_samples
 
@@ -128,3 +128,26 @@ def start_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartProxy
     yield start
     for p in started:
         p.stop()
+
+
+# -- zipproxy fetch: a faulty link between a zipproxy and the sample Orthanc ------------------
+
+
+@pytest.fixture(scope="module")
+def relay(fake: FakeUpstream, orthanc: SampleUpstream) -> Relay:
+    """The faulty link to the sample Orthanc; each test sets its own ``fault``."""
+    link = Relay(orthanc.url)
+    fake.add("relay", link)
+    return link
+
+
+@pytest.fixture
+def faulty(relay: Relay) -> Iterator[Relay]:
+    yield relay
+    relay.fault = lambda seen: None
+
+
+@pytest.fixture(scope="module")
+def rproxy(fake: FakeUpstream, relay: Relay, start_proxy: StartProxy) -> Proxy:
+    """zipproxy whose upstream is the relay (and through it the sample Orthanc)."""
+    return start_proxy(f"{fake.url}/relay")

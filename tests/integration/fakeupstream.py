@@ -27,6 +27,11 @@ instances) are made while they are sent, for bodies too big to hold (gigabytes, 
 
 ``hang=True`` never sends a status line at all. Every response carries ``Connection: close``,
 so the proxy keeps no pooled upstream connections (file descriptor counts stay comparable).
+
+A :class:`Relay` scenario puts the fake *in front of* a real server (Orthanc) as a faulty link:
+every request is passed on to it, except where the relay's ``fault`` answers a :class:`Plan`
+instead, or relays the real answer :class:`Relayed` slowly, cut short or rewritten. The real
+server still makes every answer that is not a fault.
 """
 
 from __future__ import annotations
@@ -38,10 +43,11 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
@@ -54,6 +60,8 @@ __all__ = [
     "FakeUpstream",
     "GeneratedBody",
     "Plan",
+    "Relay",
+    "Relayed",
     "Seen",
     "SyntheticInstance",
     "TinySeries",
@@ -150,6 +158,32 @@ class Seen:
         return values[0] if values else None
 
 
+@dataclass(frozen=True)
+class Relayed:
+    """How a relayed answer is spoiled: ``cut_after`` body bytes then the connection closes
+    (FIN, no end of body); ``rate`` bytes per second at most; ``rewrite`` changes the whole
+    body (it is read first; the Content-Length follows)."""
+
+    cut_after: int | None = None
+    rate: float | None = None
+    rewrite: Callable[[bytes], bytes] | None = None
+
+
+@dataclass
+class Relay:
+    """Pass requests below ``/<scenario>`` on to ``target`` (``http://host:port``), unless
+    ``fault(seen)`` returns a :class:`Plan` (answered instead) or a :class:`Relayed`."""
+
+    target: str
+    fault: Callable[[Seen], Plan | Relayed | None] = lambda seen: None
+
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and what aiohttp sets itself; Accept-Encoding is replaced
+# so the relayed bodies are the server's plain bytes.
+_NOT_RELAYED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te",
+                          "upgrade", "content-length", "accept-encoding", "proxy-connection"})
+
+
 class _PeerGone(Exception):
     pass
 
@@ -158,7 +192,7 @@ class FakeUpstream:
     """Start with :meth:`start` (returns self), stop with :meth:`stop`; ``url`` is the origin."""
 
     def __init__(self) -> None:
-        self.plans: dict[str, Plan | Callable[[], Plan]] = {}
+        self.plans: dict[str, Plan | Callable[[], Plan] | Relay] = {}
         self._seen: list[Seen] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,7 +207,7 @@ class FakeUpstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def add(self, name: str, plan: Plan | Callable[[], Plan]) -> str:
+    def add(self, name: str, plan: Plan | Callable[[], Plan] | Relay) -> str:
         """Register a scenario; returns its path prefix (``/name``)."""
         assert "/" not in name and name not in self.plans, name
         self.plans[name] = plan
@@ -263,6 +297,17 @@ class FakeUpstream:
         with self._lock:
             self._seen.append(seen)
         plan = self.plans.get(scenario)
+        if isinstance(plan, Relay):
+            decision = plan.fault(seen)
+            if not isinstance(decision, Plan):
+                try:
+                    return await self._relay(request, scenario, plan, decision or Relayed(), seen)
+                except _PeerGone:
+                    seen.outcome = "peer-closed"
+                    return web.Response(status=499)
+                finally:
+                    seen.finished = time.monotonic()
+            plan = decision
         if callable(plan):
             plan = plan()
         if plan is None:
@@ -304,6 +349,44 @@ class FakeUpstream:
             seen.peer_closed_at = time.monotonic()
             raise _PeerGone from exc
         seen.bytes_sent += len(data)
+
+    async def _relay(self, request: web.Request, scenario: str, relay: Relay, how: Relayed,
+                     seen: Seen) -> web.StreamResponse:
+        """The target's answer to the same request, spoiled as ``how`` says."""
+        url = relay.target + request.rel_url.raw_path_qs[len(scenario) + 1 :]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_RELAYED}
+        headers["Accept-Encoding"] = "identity"  # aiohttp would ask for gzip itself
+        async with aiohttp.ClientSession(auto_decompress=False) as session, session.request(
+            request.method, url, headers=headers, data=seen.body or None
+        ) as answer:
+            resp = web.StreamResponse(status=answer.status, reason=answer.reason)
+            for name in ("Content-Type", "Content-Encoding", "WWW-Authenticate", "Retry-After"):
+                if name in answer.headers:
+                    resp.headers[name] = answer.headers[name]
+            resp.force_close()
+            if how.rewrite is not None:
+                body = how.rewrite(await answer.read())
+                resp.content_length = len(body)
+                await resp.prepare(request)
+                return await self._send_relayed(request, resp, _once(body), how, seen)
+            await resp.prepare(request)
+            return await self._send_relayed(request, resp, _chunks(answer), how, seen)
+
+    async def _send_relayed(self, request: web.Request, resp: web.StreamResponse,
+                            pieces: _AsyncChunks, how: Relayed, seen: Seen) -> web.StreamResponse:
+        async for chunk in pieces:
+            if how.cut_after is not None and seen.bytes_sent + len(chunk) >= how.cut_after:
+                await self._write(resp, chunk[: how.cut_after - seen.bytes_sent], seen, request)
+                if request.transport is not None:
+                    request.transport.close()
+                seen.outcome = "closed"
+                return resp
+            await self._write(resp, chunk, seen, request)
+            if how.rate:
+                await self._idle(request, len(chunk) / how.rate, seen)
+        await resp.write_eof()
+        seen.outcome = "complete"
+        return resp
 
     async def _play(self, request: web.Request, plan: Plan, seen: Seen) -> web.StreamResponse:
         if plan.hang:
@@ -357,6 +440,18 @@ class FakeUpstream:
         else:  # pragma: no cover - a typo in a test
             raise AssertionError(f"unknown ending {plan.ending!r}")
         return resp
+
+
+_AsyncChunks = AsyncIterator[bytes]
+
+
+async def _chunks(answer: aiohttp.ClientResponse, size: int = 4096) -> _AsyncChunks:
+    async for chunk in answer.content.iter_chunked(size):
+        yield chunk
+
+
+async def _once(body: bytes) -> _AsyncChunks:
+    yield body
 
 
 # -- generated instances and bodies -------------------------------------------------------------
