@@ -31,9 +31,10 @@ from .errors import (
     UpstreamStatus,
     ZipProxyError,
 )
+from .keys import PUBLIC_URL, RESPONSE, SENT, STALLED
 from .metrics import CONTENT_TYPE, Metrics
 from .negotiation import accept_query_values, negotiate
-from .passthrough import PUBLIC_URL, RESPONSE, SENT, forward, public_base
+from .passthrough import forward, public_base
 from .rendered import rendered_zip_request, stream_rendered
 from .retrieve import (
     ASSEMBLER,
@@ -183,7 +184,9 @@ def _client_gone(request: web.Request, exc: BaseException, line: _Line) -> web.S
     period after SIGTERM ran out: the upstream request is closed by the handler's
     ``finally``; nothing is left to answer."""
     line.outcome, line.error = "client-gone", "ClientDisconnected"
-    if request.app[LIFECYCLE].draining and isinstance(exc, asyncio.CancelledError):
+    if request.get(STALLED):  # cut by its BodyWriter: it accepted nothing for --read-timeout
+        line.outcome, line.error = "aborted", "ClientStalled"
+    elif request.app[LIFECYCLE].draining and isinstance(exc, asyncio.CancelledError):
         line.outcome, line.error = "shutdown-aborted", "Shutdown"
     prepared: web.StreamResponse | None = request.get(RESPONSE)
     line.status = prepared.status if prepared is not None else 499
@@ -294,7 +297,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return await stream_rendered(request, rendered, upstream, settings,
                                          on_start=request.app[METRICS].zip_started.inc)
     request.app[METRICS].passthrough.labels(request.method).inc()
-    return await forward(request, upstream)
+    return await forward(request, upstream, settings.read_timeout)
 
 
 def _link_authorization(request: web.Request, raw_path: str) -> str | None:

@@ -8,11 +8,12 @@ Library errors (aiohttp, pydicom, zipstream-ng) are translated into these at one
     │   ├── BadRequest               -- 400 (malformed Accept/accept=, bad UID, mixed media types)
     │   ├── Forbidden                -- 403 (invalid or expired signed download link)
     │   ├── NotAcceptable            -- 406 (nothing acceptable, unsupported transfer syntax)
+    │   ├── RequestTimeout           -- 408 (the client stopped sending its request body)
     │   ├── TooLarge                 -- 413 (a collection search matched more than the limit)
     │   └── TooManyStreams           -- 503 with Retry-After (concurrent ZIP stream limit)
     ├── UpstreamError                -- the upstream failed before the first ZIP byte
     │   ├── UpstreamUnreachable      -- 502 (refused, DNS, reset before the status line)
-    │   ├── UpstreamTimeout          -- 504 (connect or first-byte timeout)
+    │   ├── UpstreamTimeout          -- 504 (connect or first-byte timeout, or it took no upload)
     │   ├── UpstreamStatus           -- the upstream's own 4xx/5xx, passed through with its status
     │   └── NoInstances              -- 404: a well-formed multipart body with zero parts
     └── StreamError                  -- the retrieved body is wrong; after the first ZIP byte this
@@ -51,6 +52,10 @@ class Forbidden(RequestError):
 
 class NotAcceptable(RequestError):
     status = 406
+
+
+class RequestTimeout(RequestError):
+    status = 408
 
 
 class TooLarge(RequestError):

@@ -20,13 +20,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .keys import PUBLIC_URL, RESPONSE
 from .upstream import Upstream, body_chunks, end_to_end
+from .zipresponse import BodyWriter
 
-# The prepared response (ZIP or pass-through), and the body bytes handed to the connection.
-RESPONSE: Final = web.RequestKey("response", web.StreamResponse)
-SENT: Final = web.ResponseKey("sent", int)
-# --public-url ("" = none), set by the app.
-PUBLIC_URL: Final = web.AppKey("public_url", str)
 # A host[:port] that needs no quoting: Orthanc's DICOMweb plugin reads Forwarded values verbatim
 # (a quoted host would end up, quotes and all, in its URLs).
 _PLAIN_HOST: Final = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
@@ -74,10 +71,17 @@ def response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str
     return end_to_end(upstream_headers)
 
 
-async def forward(request: web.Request, upstream: Upstream) -> web.StreamResponse:
+async def forward(request: web.Request, upstream: Upstream,
+                  timeout: float) -> web.StreamResponse:
+    """Relay the request and its answer. ``timeout`` guards both directions as a lack of
+    progress: an upstream that takes no request body bytes, a client that sends none or
+    accepts none of the answer (:class:`~zipproxy.zipresponse.BodyWriter`)."""
     url = upstream.url(request.rel_url.raw_path, request.rel_url.raw_query_string)
-    data = request.content if request.body_exists else None
-    resp = await upstream.open(request.method, url, forwarded_headers(request), data=data)
+    headers = forwarded_headers(request)
+    if request.body_exists:
+        resp = await upstream.upload(request.method, url, headers, request.content, timeout)
+    else:
+        resp = await upstream.open(request.method, url, headers)
     try:
         out = web.StreamResponse(status=resp.status, reason=resp.reason,
                                  headers=response_headers(resp.headers))
@@ -87,13 +91,9 @@ async def forward(request: web.Request, upstream: Upstream) -> web.StreamRespons
         request[RESPONSE] = out
         await out.prepare(request)
         if request.method != "HEAD":
-            sent = 0
-            try:
+            async with BodyWriter(request, out, timeout) as body:
                 async for chunk in body_chunks(resp):
-                    await out.write(chunk)
-                    sent += len(chunk)
-            finally:
-                out[SENT] = sent
+                    await body.send((chunk,))
         await out.write_eof()
         return out
     finally:

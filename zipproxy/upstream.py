@@ -16,6 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import (
+    RequestTimeout,
     UpstreamBodyError,
     UpstreamStatus,
     UpstreamTimeout,
@@ -84,7 +85,7 @@ class Upstream:
         method: str,
         url: URL,
         headers: CIMultiDict[str],
-        data: aiohttp.StreamReader | bytes | None = None,
+        data: AsyncIterator[bytes] | bytes | None = None,
     ) -> aiohttp.ClientResponse:
         """Send the request and return once the status line and headers arrived."""
         try:
@@ -102,6 +103,44 @@ class Upstream:
             reason = f"upstream failed before answering: {type(exc).__name__}"
             raise UpstreamUnreachable(reason) from exc
 
+    async def upload(self, method: str, url: URL, headers: CIMultiDict[str],
+                     body: aiohttp.StreamReader, timeout: float) -> aiohttp.ClientResponse:
+        """:meth:`open` with a request body relayed from ``body`` (a client's upload).
+
+        aiohttp's read timeout does not run while it sends a body, so an upstream that stops
+        reading would hold the request forever. A lack of progress for ``timeout`` seconds
+        ends it instead: the upstream took no bytes (:class:`UpstreamTimeout`, 504), or the
+        client sent none (:class:`RequestTimeout`, 408)."""
+        loop = asyncio.get_running_loop()
+        watch = _UploadWatch(loop.time())
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                watch.wait("client", loop.time())
+                chunk = await body.readany()
+                if not chunk:
+                    watch.wait("", loop.time())  # sent: now the read timeout applies
+                    return
+                watch.wait("upstream", loop.time())
+                yield chunk
+
+        task = asyncio.ensure_future(self.open(method, url, headers, data=chunks()))
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=min(1.0, timeout / 4))
+                if done:
+                    return task.result()
+                if watch.waiting and loop.time() - watch.since >= timeout:
+                    if watch.waiting == "upstream":
+                        raise UpstreamTimeout(f"upstream took no request body bytes for "
+                                              f"{timeout:g} s")
+                    raise RequestTimeout(f"the client sent no request body bytes for "
+                                         f"{timeout:g} s")
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
     async def error_from(self, resp: aiohttp.ClientResponse) -> UpstreamStatus:
         """An upstream error status, its WWW-Authenticate and a bounded copy of its body."""
         keep = ("WWW-Authenticate", "Content-Type", "Retry-After")
@@ -114,6 +153,18 @@ class Upstream:
             resp.close()
         reason = f"upstream answered {resp.status} {resp.reason or ''}".strip()
         return UpstreamStatus(resp.status, reason, headers, body)
+
+
+class _UploadWatch:
+    """Whom an upload waits for ("client", "upstream" or "": nobody), and since when."""
+
+    __slots__ = ("since", "waiting")
+
+    def __init__(self, now: float) -> None:
+        self.waiting, self.since = "", now
+
+    def wait(self, whom: str, now: float) -> None:
+        self.waiting, self.since = whom, now
 
 
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:

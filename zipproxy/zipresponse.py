@@ -5,13 +5,17 @@ pieces, and tells a slow client from a stalled one. A client is cut only when it
 no bytes for ``timeout`` seconds while bytes wait for it: a phone reading 20 KB/s keeps its
 download, however long one write takes to drain; a client that stops reading loses it, and its
 stream slot is freed. "Accepted" is what the kernel took from the transport: the bytes handed
-to the transport minus those still queued in it. A timer checks that once per
+to the transport minus those still queued in it or unacknowledged in the kernel's send queue. A
+timer checks that once per
 ``timeout / 4`` (at most once a second), so the cost does not depend on the number of writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 from collections.abc import Iterable
 from typing import Final
 
@@ -19,7 +23,7 @@ from aiohttp import web
 
 from .archive import Buffer
 from .errors import ClientStalled
-from .passthrough import RESPONSE, SENT
+from .keys import RESPONSE, SENT, STALLED
 
 SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
 WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size
@@ -50,6 +54,7 @@ class BodyWriter:
     def __init__(self, request: web.Request, response: web.StreamResponse,
                  timeout: float) -> None:
         self._out = response
+        self._request = request
         self._transport = request.transport
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
@@ -117,14 +122,31 @@ class BodyWriter:
             self._timer = None
             return
         now = self._loop.time()
-        queued = transport.get_write_buffer_size()
+        queued = transport.get_write_buffer_size() + _unacknowledged(transport)
         accepted = self.sent - queued
         if queued == 0 or accepted > self._accepted:
             self._progress = now
         self._accepted = max(self._accepted, accepted)
         if now - self._progress >= self._timeout:
             self.stalled = True
+            self._request[STALLED] = True  # for the log, which sees a cancelled handler
             self._timer = None
             transport.abort()  # the write waiting in drain() fails: see _write
             return
         self._timer = self._loop.call_later(self._every, self._check)
+
+
+def _unacknowledged(transport: asyncio.BaseTransport) -> int:
+    """Bytes in the kernel's send queue that the client has not acknowledged (Linux SIOCOUTQ).
+
+    The kernel takes bytes from the transport in bursts (when half its buffer is free), so the
+    transport's own buffer can stand still for seconds while a slow client reads steadily; the
+    kernel queue shrinks with every acknowledgement. 0 where the call is not available."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", answer)[0])

@@ -193,6 +193,8 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.plans: dict[str, Plan | Callable[[], Plan] | Relay] = {}
+        #: scenarios that never read the request body: name -> seconds before answering 500
+        self.deaf: dict[str, float] = {}
         self._seen: list[Seen] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,6 +213,13 @@ class FakeUpstream:
         """Register a scenario; returns its path prefix (``/name``)."""
         assert "/" not in name and name not in self.plans, name
         self.plans[name] = plan
+        return f"/{name}"
+
+    def add_deaf(self, name: str, seconds: float = 30.0) -> str:
+        """A scenario that takes the request headers and never reads the body (an upstream
+        stalled during an upload); returns its path prefix."""
+        assert "/" not in name and name not in self.plans and name not in self.deaf, name
+        self.deaf[name] = seconds
         return f"/{name}"
 
     @property
@@ -285,6 +294,12 @@ class FakeUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         scenario = request.rel_url.raw_path.lstrip("/").split("/", 1)[0]
+        if scenario in self.deaf:  # a stalled upstream: never reads the request body
+            with self._lock:
+                self._seen.append(Seen(scenario, request.method, request.rel_url.raw_path_qs,
+                                       list(request.headers.items()), b"", time.monotonic()))
+            await asyncio.sleep(self.deaf[scenario])
+            return web.Response(status=500, text="fake upstream: deaf scenario timed out\n")
         body = await request.read()
         seen = Seen(
             scenario,
