@@ -13,8 +13,8 @@ too). Each round runs, in this order:
    before the first byte, which shows in the TTFB.
 
 It prints MiB/s of study data, the ratios collection/direct and collection/core, TTFB, the
-proxy's CPU-s per GiB and its peak RSS, and verifies the collection ZIP once (every CRC, one
-DICOMDIR IMAGE record per instance).
+proxy's CPU-s per GiB and its peak RSS, and verifies the collection ZIP once from disk
+(bench/verify.py: every CRC, one DICOMDIR leaf record and one checked manifest row per instance).
 """
 
 from __future__ import annotations
@@ -26,23 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.zipbench import (
-    ACCEPT_MULTIPART,
-    ACCEPT_ZIP,
-    GiB,
-    MiB,
-    ProxyProcess,
-    Transfer,
-    curl,
-    ensure_loaded,
-    generate,
-    log,
-    study_specs,
-    verify_zip,
-)
+from bench.common import ACCEPT_MULTIPART, ACCEPT_ZIP, REPO, GiB, MiB, log
+from bench.procs import ProxyProcess
+from bench.studies import ALL_NAMES, ensure_loaded, generate, study_specs
+from bench.transfer import Transfer, curl
+from bench.verify import Expect, verify_zip
 from zipproxy.demo.orthanc import Orthanc
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -81,8 +70,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    wanted = {s.strip() for s in args.only.split(",") if s.strip()}
-    specs = [s for s in study_specs(args.quick, big="A4" in wanted) if s.name in wanted]
+    wanted = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(wanted) - set(ALL_NAMES)
+    if unknown:
+        print(f"collectionbench: unknown studies {sorted(unknown)}", file=sys.stderr)
+        return 2
+    specs = study_specs(args.quick, wanted)
     if len(specs) < 2:
         print("collectionbench: a cohort needs two studies or more (--only)", file=sys.stderr)
         return 2
@@ -109,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             data_bytes = sum(curl(url, ACCEPT_MULTIPART).size for url in direct)
             curl(plain.url + search, ACCEPT_ZIP, str(out))
-            verified, note = verify_zip(out, instances)
+            verdict = verify_zip(out, Expect(instances))
+            verified, note = verdict.ok, verdict.note
             out.unlink()
             log(f"collection ZIP of {len(studies)} studies: verified={verified} ({note})")
             for r in range(args.rounds):
