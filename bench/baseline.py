@@ -26,11 +26,16 @@ def _git(*args: str) -> str:
 
 
 def head_revision() -> str:
-    """The short commit of HEAD, with ``+dirty`` when zipproxy/ has uncommitted changes (each
-    proxy start imports the code of that moment)."""
+    """The short commit of HEAD, with ``+dirty`` when zipproxy/ has uncommitted changes."""
     commit = _git("rev-parse", "--short=10", "HEAD")
     dirty = _git("status", "--porcelain", "--", "zipproxy")
     return commit + ("+dirty" if dirty else "")
+
+
+def zipproxy_state() -> str:
+    """What the proxies import: the tree of zipproxy/ at HEAD, and any uncommitted change to it.
+    Each proxy start imports the code of that moment, so the run compares this at its end."""
+    return _git("rev-parse", "HEAD:zipproxy") + _git("diff", "HEAD", "--", "zipproxy")
 
 
 @dataclass(frozen=True)

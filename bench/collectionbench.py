@@ -68,6 +68,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def print_summary(cohort: str, runs: dict[str, Runs], data_bytes: int, peak: float,
+                  verified: str) -> None:
+    def mibps(kind: str) -> float:
+        return data_bytes / MiB / statistics.median(runs[kind].total)
+
+    def cpu(kind: str) -> float:
+        return statistics.median(runs[kind].cpu) / (data_bytes / GiB)
+
+    def ttfb(kind: str) -> float:
+        return statistics.median(runs[kind].ttfb) * 1000
+
+    print(f"cohort: {cohort}")
+    print(f"direct multipart, one by one : {mibps('direct'):6.0f} MiB/s, "
+          f"TTFB {ttfb('direct'):.0f} ms")
+    print(f"core ZIPs, one by one        : {mibps('core'):6.0f} MiB/s, "
+          f"TTFB {ttfb('core'):.0f} ms, {cpu('core'):.2f} CPU-s/GiB")
+    print(f"collection ZIP               : {mibps('collection'):6.0f} MiB/s, "
+          f"TTFB {ttfb('collection'):.0f} ms, {cpu('collection'):.2f} CPU-s/GiB")
+    print(f"collection ZIP, byte limit on: {mibps('sized'):6.0f} MiB/s, "
+          f"TTFB {ttfb('sized'):.0f} ms, {cpu('sized'):.2f} CPU-s/GiB")
+    print(f"ratio collection/direct      : {ratio(runs['direct'], runs['collection']):.2f}")
+    print(f"ratio collection/core        : {ratio(runs['core'], runs['collection']):.2f}")
+    print(f"ratio sized/collection       : {ratio(runs['collection'], runs['sized']):.2f}")
+    print(f"proxy peak RSS (VmHWM)       : {peak:.0f} MiB")
+    print(f"collection ZIP verified      : {verified}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     wanted = tuple(s.strip() for s in args.only.split(",") if s.strip())
@@ -123,30 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         orthanc.stop()
 
-    def mibps(kind: str) -> float:
-        return data_bytes / MiB / statistics.median(runs[kind].total)
-
-    def cpu(kind: str) -> float:
-        return statistics.median(runs[kind].cpu) / (data_bytes / GiB)
-
-    def ttfb(kind: str) -> float:
-        return statistics.median(runs[kind].ttfb) * 1000
-
-    print(f"cohort: {', '.join(s.spec.name for s in studies)} ({len(studies)} studies, "
-          f"{instances} instances, {data_bytes / MiB:.0f} MiB); medians of {args.rounds} rounds")
-    print(f"direct multipart, one by one : {mibps('direct'):6.0f} MiB/s, "
-          f"TTFB {ttfb('direct'):.0f} ms")
-    print(f"core ZIPs, one by one        : {mibps('core'):6.0f} MiB/s, "
-          f"TTFB {ttfb('core'):.0f} ms, {cpu('core'):.2f} CPU-s/GiB")
-    print(f"collection ZIP               : {mibps('collection'):6.0f} MiB/s, "
-          f"TTFB {ttfb('collection'):.0f} ms, {cpu('collection'):.2f} CPU-s/GiB")
-    print(f"collection ZIP, byte limit on: {mibps('sized'):6.0f} MiB/s, "
-          f"TTFB {ttfb('sized'):.0f} ms, {cpu('sized'):.2f} CPU-s/GiB")
-    print(f"ratio collection/direct      : {ratio(runs['direct'], runs['collection']):.2f}")
-    print(f"ratio collection/core        : {ratio(runs['core'], runs['collection']):.2f}")
-    print(f"ratio sized/collection       : {ratio(runs['collection'], runs['sized']):.2f}")
-    print(f"proxy peak RSS (VmHWM)       : {peak:.0f} MiB")
-    print(f"collection ZIP verified      : {verified} ({note})")
+    summary = f"{', '.join(s.spec.name for s in studies)} ({len(studies)} studies, " \
+        f"{instances} instances, {data_bytes / MiB:.0f} MiB); medians of {args.rounds} rounds"
+    print_summary(summary, runs, data_bytes, peak, f"{verified} ({note})")
     return 0 if verified else 1
 
 

@@ -5,8 +5,9 @@ Per study:
 1. Orthanc's multipart once (page cache; its size is the study data), then each kind's first
    download, through a proxy started for that download alone (of the current tree, or of the
    baseline), so its VmHWM is that study's and that kind's own peak RSS. A ZIP goes to a file
-   that :mod:`bench.verify` checks, then deletes. A 400 makes the kind n/a (the revision does
-   not know that parameter). nginx, the run's, has its VmHWM reset by ``clear_refs`` first.
+   that :mod:`bench.verify` checks, then deletes. A status other than 200 makes the kind n/a
+   (400: the revision does not know that parameter). nginx, the run's, has its VmHWM reset by
+   ``clear_refs`` first.
 2. The timed proxies (one per revision, started for the study): one untimed download of each
    kind whose first download took under WARM_UP_BELOW seconds, then ``rounds`` rounds of every
    kind, in the list's order in odd rounds and reversed in even ones (a drift of the machine
@@ -33,6 +34,7 @@ Server = Literal["orthanc", "nginx", "head", "base"]
 # The timed proxies get an untimed download of each kind whose first download took less: in a
 # longer one, the first request's costs (lazy imports, connection pool) are lost in the noise.
 WARM_UP_BELOW = 5.0  # seconds
+ANY_STATUS = tuple(range(100, 600))  # the caller judges the status
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,16 @@ ZIPS = (  # (key suffix, label, query, accept, manifest, sha256, password)
 )
 
 
-def kinds(head_label: str, base_label: str | None, nginx: bool) -> list[Kind]:
-    """Anchors, then each ZIP at HEAD with the same ZIP at the baseline beside it."""
+ZIP_NAMES = tuple(z[0] for z in ZIPS)
+
+
+def kinds(head_label: str, base_label: str | None, nginx: bool,
+          variants: tuple[str, ...] = ZIP_NAMES) -> list[Kind]:
+    """Anchors, then each ZIP variant at HEAD with the same ZIP at the baseline beside it."""
     out = [k for k in ANCHORS if nginx or k.server != "nginx"]
     for suffix, label, query, accept, manifest, sha256, password in ZIPS:
+        if suffix not in variants:
+            continue
         servers: list[tuple[Server, str, str]] = [("head", "", head_label)]
         if base_label is not None:
             servers.append(("base", "base:", base_label))
@@ -125,10 +133,10 @@ def one_download(servers: Servers, study: CachedStudy, kind: Kind,
     ``clear_refs`` reset just before (None for Orthanc: no relay)."""
     url, proc = servers.target(kind, study.study_uid)
     if proc is None:
-        return curl(url, kind.accept, out, allowed=(200, 400)), None, None
+        return curl(url, kind.accept, out, allowed=ANY_STATUS), None, None
     proc.reset_peak()
     c0 = proc.cpu()
-    t = curl(url, kind.accept, out, allowed=(200, 400))
+    t = curl(url, kind.accept, out, allowed=ANY_STATUS)
     return t, proc.cpu() - c0, proc.peak_rss_mib()
 
 
@@ -141,11 +149,16 @@ def first_download(servers: Servers, launch: Launch, study: CachedStudy, res: Ki
     fresh = None
     try:
         if kind.server in ("head", "base"):
-            fresh = launch(kind.server, f"study-{spec.name}-{kind.key.replace(':', '-')}")
+            try:
+                fresh = launch(kind.server, f"study-{spec.name}-{kind.key.replace(':', '-')}")
+            except RuntimeError as exc:  # e.g. a baseline that lacks one of the options
+                res.na = f"the proxy did not start: {str(exc).splitlines()[-1][:120]}"
+                return
         one = Servers(servers.orthanc_url, servers.nginx, {kind.server: fresh} if fresh else {})
         t, _, res.peak_mib = one_download(one, study, kind, str(path) if kind.zip else "/dev/null")
-        if t.code == 400:
-            res.na = "HTTP 400 (not supported by this revision)"
+        if t.code != 200:
+            res.na = f"HTTP {t.code}" + (" (not supported by this revision)"
+                                         if t.code == 400 else "")
             return
         res.size, res.first_seconds = t.size, t.total
         if kind.zip:
@@ -187,6 +200,9 @@ def bench_study(study: CachedStudy, servers: Servers, launch: Launch, all_kinds:
     for kind in all_kinds:
         res.results[kind.key] = KindResult(kind)
         first_download(servers, launch, study, res.results[kind.key], tmp)
+    for r in res.results.values():
+        if not r.na and r.kind.server in ("head", "base") and r.kind.server not in servers.proxies:
+            r.na = "the timed proxy did not start"
     todo = [r for r in res.results.values() if not r.na]
     idle = {name: proc.rss_mib() for name, proc in servers.proxies.items()}
     for r in todo:

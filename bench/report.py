@@ -16,8 +16,10 @@ from typing import Any
 
 from bench.common import GiB, KiB, MiB
 from bench.measure import StudyResult, ratio
+from bench.procs import CLK_TCK
 
 BASE = "base:"
+COARSE_TICKS = 5
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ def _num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _rate(value: float | None) -> str:
+    """MiB/s with two significant digits below 10 (tiny studies)."""
+    return _num(value, ".0f" if value is None or value >= 10 else ".2g")
+
+
 def study_table(res: StudyResult, with_base: bool) -> list[str]:
     head = ["Download", "MiB/s", "TTFB ms", "x direct", "x nginx", "x pass-through",
             "CPU-s/GiB", "µs/instance", "peak RSS MiB"]
@@ -106,9 +113,12 @@ def study_table(res: StudyResult, with_base: bool) -> list[str]:
             continue
         m = metrics(res, key)
         targets = [f"{g.text} {mark(g.check(m[g.metric]))}" for g in goals_of(res, key)]
-        cells = [r.kind.label, _num(m["mibps"], ".0f"), _num(m["ttfb_ms"], ".0f"),
+        # CPU from fewer than COARSE_TICKS clock ticks (10 ms each) is marked "~": rough.
+        rough = "~" if r.cpu and statistics.median(r.cpu) < COARSE_TICKS / CLK_TCK else ""
+        cells = [r.kind.label, _rate(m["mibps"]), _num(m["ttfb_ms"], ".0f"),
                  _num(m["x_direct"], ".2f"), _num(m["x_nginx"], ".2f"), _num(m["x_pass"], ".2f"),
-                 _num(m["cpu_gib"], ".2f"), _num(m["us_inst"], ".0f"), _num(m["rss"], ".0f")]
+                 rough + _num(m["cpu_gib"], ".2f"), rough + _num(m["us_inst"], ".0f"),
+                 _num(m["rss"], ".0f")]
         cells += ([_num(m["x_base"], ".2f")] if with_base else []) + ["; ".join(targets)]
         lines.append("| " + " | ".join(cells) + " |")
         if r.kind.zip:
@@ -250,7 +260,8 @@ def render(results: list[StudyResult], side: list[str], meta: dict[str, Any]) ->
         "of study data (the size of Orthanc's direct multipart); x X = median over rounds of "
         "X's time / this row's time in the same round (> 1: this row is faster); CPU = "
         "utime+stime of the relaying process tree (zipproxy; nginx master+worker) per GiB of "
-        "study data and per instance, median of the rounds; peak RSS = VmHWM of a proxy started "
+        f"study data and per instance, median of the rounds (~: fewer than {COARSE_TICKS} clock "
+        "ticks of 10 ms, rough); peak RSS = VmHWM of a proxy started "
         "for the kind's first download alone (nginx: after clear_refs reset it).",
         "", "Machine:", *meta["machine"],
         f"- load average before / after: {meta['load_before']} / {meta['load_after']} "

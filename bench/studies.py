@@ -50,7 +50,7 @@ class StudySpec:
 
     def describe(self) -> str:
         each = self.pixel_bytes
-        size = f"{each / MiB:.3g} MiB" if each >= MiB else f"{each / KiB:.3g} KiB of pixels"
+        size = f"{each / MiB:.3g} MiB" if each >= MiB // 4 else f"{each / KiB:.3g} KiB of pixels"
         frames = f"x{self.frames} frames " if self.frames > 1 else ""
         return (f"{self.instances:,} x {size} ({self.n_series} series, "
                 f"{self.rows}x{self.cols} {frames}16-bit)")

@@ -25,9 +25,9 @@ from typing import Any
 import requests
 
 from bench import extras, report
-from bench.baseline import Baseline, head_revision, materialise
+from bench.baseline import Baseline, head_revision, materialise, zipproxy_state
 from bench.common import REPO, log
-from bench.measure import Server, Servers, StudyResult, bench_study, kinds
+from bench.measure import ZIP_NAMES, Server, Servers, StudyResult, bench_study, kinds
 from bench.procs import NginxProcess, ProxyProcess, nginx_available
 from bench.studies import (
     ALL_NAMES,
@@ -52,6 +52,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench/results/latest.md")
     p.add_argument("--workdir", type=Path, default=REPO / "bench/data",
                    help="generated studies, Orthanc storage, logs (default bench/data)")
+    p.add_argument("--variants", default=",".join(ZIP_NAMES),
+                   help=f"the ZIPs to measure (default {','.join(ZIP_NAMES)}; zip is required)")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx anchor")
     p.add_argument("--no-media", action="store_true", help="skip Orthanc's slow /media ZIP")
     p.add_argument("--no-concurrency", action="store_true", help="skip the 8-stream runs")
@@ -65,6 +67,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown studies {sorted(unknown)} (known: {', '.join(ALL_NAMES)})")
     args.names = wanted or DEFAULT_NAMES + (("A4",) if args.big else ())
+    args.variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if "zip" not in args.variants or set(args.variants) - set(ZIP_NAMES):
+        p.error(f"--variants: a comma list of {', '.join(ZIP_NAMES)} that includes zip")
     args.workdir = args.workdir.resolve()
     args.out = args.out.resolve()
     return args
@@ -85,9 +90,12 @@ def run_study(study: CachedStudy, orthanc: Orthanc, nginx: NginxProcess | None,
     try:
         servers.proxies["head"] = launch("head", f"study-{name}")
         if baseline is not None:
-            servers.proxies["base"] = launch("base", f"study-{name}-{baseline.sha}")
+            try:
+                servers.proxies["base"] = launch("base", f"study-{name}-{baseline.sha}")
+            except RuntimeError as exc:  # its rows say n/a; HEAD's are still measured
+                log(f"study {name}: the baseline proxy did not start: {exc}")
         all_kinds = kinds(f"HEAD {head}", baseline.label if baseline else None,
-                          nginx is not None)
+                          nginx is not None, args.variants)
         res = bench_study(study, servers, launch, all_kinds, args.rounds, args.workdir / "tmp")
         if args.profile:
             proxy = servers.proxies["head"]
@@ -133,48 +141,23 @@ def command_line(argv: Sequence[str] | None) -> str:
     return shlex.join([".venv/bin/python", "-m", "bench.zipbench", *args])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("curl") is None:
-        print("zipbench: curl is required", file=sys.stderr)
-        return 2
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    load_before = report.loadavg()
-    head = head_revision()
-    baseline = materialise(args.baseline, args.workdir) if args.baseline else None
-    studies = [generate(spec, args.workdir) for spec in study_specs(args.quick, args.names)]
-    orthanc = Orthanc(args.workdir / "orthanc").start()
-    log(f"Orthanc pid {orthanc.pid} on {orthanc.url}, storage {orthanc.storage_dir}")
-    nginx = None
-    versions: dict[str, str] = {}
-    try:
-        versions["orthanc"] = requests.get(orthanc.url + "/system", timeout=10).json().get(
-            "Version", "?")
-        if not args.no_nginx and nginx_available():
-            nginx = NginxProcess(orthanc.url, args.workdir / "nginx")
-            versions["nginx"] = nginx.version
-            log(f"nginx {nginx.version} pid {nginx.pid} on {nginx.url}")
-        elif not args.no_nginx:
-            log("nginx not installed (scripts/setup.sh --bench): the nginx anchor is left out")
-        for study in studies:
-            ensure_loaded(orthanc, study)
-        results = [run_study(s, orthanc, nginx, baseline, args, head) for s in studies]
-        side, side_json = side_runs(studies, results, orthanc, args)
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        orthanc.stop()
-    revisions = {"HEAD": head if head == head_revision() else f"{head} at start, "
-                 f"{head_revision()} at end"}
-    if baseline is not None:
-        revisions["baseline"] = f"{baseline.sha} (--baseline {baseline.rev}), from {baseline.root}"
-    meta: dict[str, Any] = {
-        "mode": "quick (1/10 sizes)" if args.quick else "full",
-        "rounds": args.rounds, "head": head, "baseline": baseline.sha if baseline else "",
-        "machine": report.machine_info(versions, revisions),
-        "load_before": load_before, "load_after": report.loadavg(),
-        "command": command_line(argv),
-    }
+def start_nginx(orthanc: Orthanc, args: argparse.Namespace,
+                versions: dict[str, str]) -> NginxProcess | None:
+    if args.no_nginx:
+        return None
+    if not nginx_available():
+        log("nginx not installed (scripts/setup.sh --bench): the nginx anchor is left out")
+        return None
+    nginx = NginxProcess(orthanc.url, args.workdir / "nginx")
+    versions["nginx"] = nginx.version
+    log(f"nginx {nginx.version} pid {nginx.pid} on {nginx.url}")
+    return nginx
+
+
+def write_report(results: list[StudyResult], side: list[str], side_json: dict[str, Any],
+                 meta: dict[str, Any], studies: list[CachedStudy],
+                 args: argparse.Namespace) -> None:
+    """Print the markdown report and write it to --out, with the raw numbers as JSON."""
     if args.profile:
         meta["hot_spots"] = {s.spec.name: extras.hot_spots(raw) for s in studies
                              if (raw := args.out.parent / f"profile-{s.spec.name}.txt").exists()}
@@ -186,6 +169,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.as_json(results, {"meta": meta, **side_json}), indent=1, default=str),
         encoding="utf-8")
     log(f"report written to {args.out} (and .json)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("curl") is None:
+        print("zipbench: curl is required", file=sys.stderr)
+        return 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    load_before = report.loadavg()
+    head, state = head_revision(), zipproxy_state()
+    baseline = materialise(args.baseline, args.workdir) if args.baseline else None
+    studies = [generate(spec, args.workdir) for spec in study_specs(args.quick, args.names)]
+    orthanc = Orthanc(args.workdir / "orthanc").start()
+    log(f"Orthanc pid {orthanc.pid} on {orthanc.url}, storage {orthanc.storage_dir}")
+    nginx: NginxProcess | None = None
+    versions: dict[str, str] = {}
+    try:
+        versions["orthanc"] = requests.get(orthanc.url + "/system", timeout=10).json().get(
+            "Version", "?")
+        nginx = start_nginx(orthanc, args, versions)
+        for study in studies:
+            ensure_loaded(orthanc, study)
+        results = [run_study(s, orthanc, nginx, baseline, args, head) for s in studies]
+        side, side_json = side_runs(studies, results, orthanc, args)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        orthanc.stop()
+    revisions = {"HEAD": head + ("" if state == zipproxy_state() else
+                                 f" at start; zipproxy/ changed during the run ({head_revision()}"
+                                 " at the end): the proxies started later ran other code")}
+    if baseline is not None:
+        revisions["baseline"] = f"{baseline.sha} (--baseline {baseline.rev}), from {baseline.root}"
+    write_report(results, side, side_json, {
+        "mode": "quick (1/10 sizes)" if args.quick else "full",
+        "rounds": args.rounds, "head": head, "baseline": baseline.sha if baseline else "",
+        "machine": report.machine_info(versions, revisions),
+        "load_before": load_before, "load_after": report.loadavg(),
+        "command": command_line(argv),
+    }, studies, args)
     return 1 if any(r.error for r in results) else 0
 
 
