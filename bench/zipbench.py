@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,7 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     load_before = report.loadavg()
     head, state = head_revision(), zipproxy_state()
-    baseline = materialise(args.baseline, args.workdir) if args.baseline else None
+    try:
+        baseline = materialise(args.baseline, args.workdir) if args.baseline else None
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"zipbench: --baseline {args.baseline}: {exc}", file=sys.stderr)
+        return 2
     studies = [generate(spec, args.workdir) for spec in study_specs(args.quick, args.names)]
     orthanc = Orthanc(args.workdir / "orthanc").start()
     log(f"Orthanc pid {orthanc.pid} on {orthanc.url}, storage {orthanc.storage_dir}")
