@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -69,7 +69,8 @@ ZIP_NAMES = tuple(z[0] for z in ZIPS)
 def kinds(head_label: str, base_label: str | None, nginx: bool,
           variants: tuple[str, ...] = ZIP_NAMES) -> list[Kind]:
     """Anchors, then each ZIP variant at HEAD with the same ZIP at the baseline beside it."""
-    out = [k for k in ANCHORS if nginx or k.server != "nginx"]
+    out = [replace(k, label=f"{k.label} @ {head_label}") if k.server == "head" else k
+           for k in ANCHORS if nginx or k.server != "nginx"]
     for suffix, label, query, accept, manifest, sha256, password in ZIPS:
         if suffix not in variants:
             continue
@@ -143,7 +144,8 @@ def one_download(servers: Servers, study: CachedStudy, kind: Kind,
 def first_download(servers: Servers, launch: Launch, study: CachedStudy, res: KindResult,
                    tmp: Path) -> None:
     """The kind's first download, through a proxy started for it alone (its VmHWM is then that
-    download's own peak); a ZIP goes to disk and is verified there. 400 makes the kind n/a."""
+    download's own peak); a ZIP goes to disk and is verified there. A status other than 200
+    makes the kind n/a."""
     kind, spec = res.kind, study.spec
     path = tmp / f"verify-{spec.name}-{kind.key.replace(':', '-')}.zip"
     fresh = None
@@ -191,8 +193,8 @@ def run_round(servers: Servers, study: CachedStudy, todo: list[KindResult],
 
 def bench_study(study: CachedStudy, servers: Servers, launch: Launch, all_kinds: list[Kind],
                 rounds: int, tmp: Path) -> StudyResult:
-    """First downloads (fresh proxies), then the timed proxies: one untimed warm-up download
-    of each kind, then the rounds. ``servers.proxies`` must hold the timed proxies."""
+    """First downloads (fresh proxies), then the timed proxies (``servers.proxies``): the
+    untimed warm-up downloads, then the rounds."""
     spec = study.spec
     res = StudyResult(spec.name, spec.describe(), spec.instances)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -213,8 +215,7 @@ def bench_study(study: CachedStudy, servers: Servers, launch: Launch, all_kinds:
         run_round(servers, study, todo if n % 2 == 0 else todo[::-1], res.data_bytes)
     log(f"study {spec.name}: {rounds} rounds in {time.monotonic() - t0:.0f} s")
     for name, proc in servers.proxies.items():
-        res.rss_mib[name] = (f"idle {idle[name]:.0f} MiB, after warm-up and rounds "
-                             f"{proc.rss_mib():.0f} MiB (VmHWM {proc.peak_rss_mib():.0f})")
+        res.rss_mib[name] = f"idle {idle[name]:.0f} MiB, after the rounds {proc.rss_mib():.0f} MiB"
     return res
 
 

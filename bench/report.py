@@ -176,6 +176,13 @@ def goal_summary(results: list[StudyResult], flat: dict[str, dict[str, float]],
     for key in ("zip", BASE + "zip") if with_base else ("zip",):
         value = flat.get(key, {}).get("kib_per_instance")
         cells += [_num(value, ".2f"), mark(FLAT.check(value))]
+    lines.append("| " + " | ".join(cells) + " |")
+    cells = ["every ZIP complete and its manifest right (bench/verify.py)"]
+    for base in (False, True) if with_base else (False,):
+        checked = [r.verified for res in results for r in res.results.values()
+                   if r.kind.zip and not r.na and r.kind.key.startswith(BASE) == base]
+        cells += [f"{sum(bool(v) for v in checked)}/{len(checked)}",
+                  mark(all(checked) if checked else None)]
     return [*lines, "| " + " | ".join(cells) + " |", ""]
 
 

@@ -214,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_before": load_before, "load_after": report.loadavg(),
         "command": command_line(argv),
     }, studies, args)
-    return 1 if any(r.error for r in results) else 0
+    unverified = [k for r in results for k, v in r.results.items() if v.verified is False]
+    return 1 if unverified or any(r.error for r in results) else 0
 
 
 if __name__ == "__main__":
