@@ -2,7 +2,11 @@
 # Install what zipproxy needs on Debian 12: system packages (only those missing), then a venv.
 #   scripts/setup.sh          runtime + demo (Orthanc and its DICOMweb plugin)
 #   scripts/setup.sh --test   also the test clients (dcmtk, dicom3tools, 7zip, bsdtar, unzip,
-#                             Java, Chromium) and the Python test tools
+#                             Java, Chromium), the Python test tools, and what
+#                             scripts/container.sh builds and runs the image with: podman with
+#                             runc (crun, its default here, cannot run on this cgroup setup),
+#                             mmdebstrap (the stand-in base images) and the CNI dnsname plugin
+#                             (compose services find each other by name)
 #   scripts/setup.sh --bench  also what bench/ needs: nginx-light (the bench starts its own nginx
 #                             on a loopback port; the package's service is not used) and 7zip
 #                             (checks the encrypted ZIPs)
@@ -20,7 +24,8 @@ for arg in "$@"; do
 done
 
 pkgs=(orthanc orthanc-dicomweb python3-venv python3-pip curl ca-certificates)
-[ $want_test = 1 ] && pkgs+=(dcmtk dicom3tools 7zip libarchive-tools unzip default-jdk-headless chromium)
+[ $want_test = 1 ] && pkgs+=(dcmtk dicom3tools 7zip libarchive-tools unzip default-jdk-headless chromium
+                             podman runc mmdebstrap golang-github-containernetworking-plugin-dnsname)
 [ $want_bench = 1 ] && pkgs+=(nginx-light 7zip)
 
 missing=()
