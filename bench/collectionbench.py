@@ -13,8 +13,8 @@ too). Each round runs, in this order:
    before the first byte, which shows in the TTFB.
 
 It prints MiB/s of study data, the ratios collection/direct and collection/core, TTFB, the
-proxy's CPU-s per GiB and its peak RSS, and verifies the collection ZIP once (every CRC, one
-DICOMDIR IMAGE record per instance).
+proxy's CPU-s per GiB and its peak RSS, and verifies the collection ZIP once from disk
+(bench/verify.py: every CRC, one DICOMDIR leaf record and one checked manifest row per instance).
 """
 
 from __future__ import annotations
@@ -26,23 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.zipbench import (
-    ACCEPT_MULTIPART,
-    ACCEPT_ZIP,
-    GiB,
-    MiB,
-    ProxyProcess,
-    Transfer,
-    curl,
-    ensure_loaded,
-    generate,
-    log,
-    study_specs,
-    verify_zip,
-)
+from bench.common import ACCEPT_MULTIPART, ACCEPT_ZIP, REPO, GiB, MiB, log
+from bench.procs import ProxyProcess
+from bench.studies import ALL_NAMES, ensure_loaded, generate, study_specs
+from bench.transfer import Transfer, curl
+from bench.verify import Expect, verify_zip
 from zipproxy.demo.orthanc import Orthanc
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -79,10 +68,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def print_summary(cohort: str, runs: dict[str, Runs], data_bytes: int, peak: float,
+                  verified: str) -> None:
+    def mibps(kind: str) -> float:
+        return data_bytes / MiB / statistics.median(runs[kind].total)
+
+    def cpu(kind: str) -> float:
+        return statistics.median(runs[kind].cpu) / (data_bytes / GiB)
+
+    def ttfb(kind: str) -> float:
+        return statistics.median(runs[kind].ttfb) * 1000
+
+    print(f"cohort: {cohort}")
+    print(f"direct multipart, one by one : {mibps('direct'):6.0f} MiB/s, "
+          f"TTFB {ttfb('direct'):.0f} ms")
+    print(f"core ZIPs, one by one        : {mibps('core'):6.0f} MiB/s, "
+          f"TTFB {ttfb('core'):.0f} ms, {cpu('core'):.2f} CPU-s/GiB")
+    print(f"collection ZIP               : {mibps('collection'):6.0f} MiB/s, "
+          f"TTFB {ttfb('collection'):.0f} ms, {cpu('collection'):.2f} CPU-s/GiB")
+    print(f"collection ZIP, byte limit on: {mibps('sized'):6.0f} MiB/s, "
+          f"TTFB {ttfb('sized'):.0f} ms, {cpu('sized'):.2f} CPU-s/GiB")
+    print(f"ratio collection/direct      : {ratio(runs['direct'], runs['collection']):.2f}")
+    print(f"ratio collection/core        : {ratio(runs['core'], runs['collection']):.2f}")
+    print(f"ratio sized/collection       : {ratio(runs['collection'], runs['sized']):.2f}")
+    print(f"proxy peak RSS (VmHWM)       : {peak:.0f} MiB")
+    print(f"collection ZIP verified      : {verified}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    wanted = {s.strip() for s in args.only.split(",") if s.strip()}
-    specs = [s for s in study_specs(args.quick, big="A4" in wanted) if s.name in wanted]
+    wanted = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(wanted) - set(ALL_NAMES)
+    if unknown:
+        print(f"collectionbench: unknown studies {sorted(unknown)}", file=sys.stderr)
+        return 2
+    specs = study_specs(args.quick, wanted)
     if len(specs) < 2:
         print("collectionbench: a cohort needs two studies or more (--only)", file=sys.stderr)
         return 2
@@ -109,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             data_bytes = sum(curl(url, ACCEPT_MULTIPART).size for url in direct)
             curl(plain.url + search, ACCEPT_ZIP, str(out))
-            verified, note = verify_zip(out, instances)
+            verdict = verify_zip(out, Expect(instances))
+            verified, note = verdict.ok, verdict.note
             out.unlink()
             log(f"collection ZIP of {len(studies)} studies: verified={verified} ({note})")
             for r in range(args.rounds):
@@ -129,30 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         orthanc.stop()
 
-    def mibps(kind: str) -> float:
-        return data_bytes / MiB / statistics.median(runs[kind].total)
-
-    def cpu(kind: str) -> float:
-        return statistics.median(runs[kind].cpu) / (data_bytes / GiB)
-
-    def ttfb(kind: str) -> float:
-        return statistics.median(runs[kind].ttfb) * 1000
-
-    print(f"cohort: {', '.join(s.spec.name for s in studies)} ({len(studies)} studies, "
-          f"{instances} instances, {data_bytes / MiB:.0f} MiB); medians of {args.rounds} rounds")
-    print(f"direct multipart, one by one : {mibps('direct'):6.0f} MiB/s, "
-          f"TTFB {ttfb('direct'):.0f} ms")
-    print(f"core ZIPs, one by one        : {mibps('core'):6.0f} MiB/s, "
-          f"TTFB {ttfb('core'):.0f} ms, {cpu('core'):.2f} CPU-s/GiB")
-    print(f"collection ZIP               : {mibps('collection'):6.0f} MiB/s, "
-          f"TTFB {ttfb('collection'):.0f} ms, {cpu('collection'):.2f} CPU-s/GiB")
-    print(f"collection ZIP, byte limit on: {mibps('sized'):6.0f} MiB/s, "
-          f"TTFB {ttfb('sized'):.0f} ms, {cpu('sized'):.2f} CPU-s/GiB")
-    print(f"ratio collection/direct      : {ratio(runs['direct'], runs['collection']):.2f}")
-    print(f"ratio collection/core        : {ratio(runs['core'], runs['collection']):.2f}")
-    print(f"ratio sized/collection       : {ratio(runs['collection'], runs['sized']):.2f}")
-    print(f"proxy peak RSS (VmHWM)       : {peak:.0f} MiB")
-    print(f"collection ZIP verified      : {verified} ({note})")
+    summary = f"{', '.join(s.spec.name for s in studies)} ({len(studies)} studies, " \
+        f"{instances} instances, {data_bytes / MiB:.0f} MiB); medians of {args.rounds} rounds"
+    print_summary(summary, runs, data_bytes, peak, f"{verified} ({note})")
     return 0 if verified else 1
 
 

@@ -7,15 +7,26 @@
 #                             runc (crun, its default here, cannot run on this cgroup setup),
 #                             mmdebstrap (the stand-in base images) and the CNI dnsname plugin
 #                             (compose services find each other by name)
+#   scripts/setup.sh --bench  also what bench/ needs: nginx-light (the bench starts its own nginx
+#                             on a loopback port; the package's service is not used) and 7zip
+#                             (checks the encrypted ZIPs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "setup: unknown option $arg (--test, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 pkgs=(orthanc orthanc-dicomweb python3-venv python3-pip curl ca-certificates)
 [ $want_test = 1 ] && pkgs+=(dcmtk dicom3tools 7zip libarchive-tools unzip default-jdk-headless chromium
                              podman runc mmdebstrap golang-github-containernetworking-plugin-dnsname)
+[ $want_bench = 1 ] && pkgs+=(nginx-light 7zip)
 
 missing=()
 for p in "${pkgs[@]}"; do
