@@ -20,14 +20,14 @@ from collections.abc import Iterable
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 from .archive import Buffer
 from .errors import ClientStalled
 from .keys import RESPONSE, SENT, STALLED
 
 SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
-WRITE_MIN: Final = 256 * 1024  # coalesce small pieces into writes of about this size
-BIG: Final = 64 * 1024  # a piece this big is written as it is (coalescing would copy it)
+WRITE_MIN: Final = 1024 * 1024  # pieces are joined into writes of at most about this size
 
 
 async def start_zip(request: web.Request, filename: str) -> web.StreamResponse:
@@ -49,7 +49,8 @@ async def start_zip(request: web.Request, filename: str) -> web.StreamResponse:
 
 
 class BodyWriter:
-    """Write a prepared response's body; ``close()`` (or ``async with``) stops the timer."""
+    """Write a prepared response's body, as ``async with BodyWriter(...) as body:``; then
+    ``write_eof()``."""
 
     def __init__(self, request: web.Request, response: web.StreamResponse,
                  timeout: float) -> None:
@@ -65,6 +66,12 @@ class BodyWriter:
         self._progress = self._loop.time()
         self.stalled = False
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._every, self._check)
+        # RFC 9112 7.1: for a chunked answer, each write is framed here, in the one join that
+        # gathers its pieces; aiohttp would join every piece with its framing once more.
+        payload = response._payload_writer
+        self._framed = isinstance(payload, StreamWriter) and payload.chunked
+        if isinstance(payload, StreamWriter) and self._framed:
+            payload.chunked = False
 
     @property
     def _every(self) -> float:
@@ -73,39 +80,48 @@ class BodyWriter:
     async def __aenter__(self) -> BodyWriter:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """On a clean exit, the rest and the last chunk (never after a failure: a cut answer
+        must not end like a whole one); the timer stops either way."""
+        try:
+            if exc_type is None:
+                await self.end()
+        finally:
+            self.close()
 
     async def send(self, pieces: Iterable[Buffer]) -> None:
-        """Write ``pieces`` now: small ones joined, big ones as they are."""
-        await self._send(pieces)
-        await self.flush()
-
-    async def _send(self, pieces: Iterable[Buffer]) -> None:
+        """Write ``pieces`` now, joined (one copy) into writes of about WRITE_MIN at most."""
         for piece in pieces:
-            size = len(piece)
-            if size >= BIG:
-                await self.flush()
-                await self._write(piece)
-                continue
             self._pending.append(piece)
-            self._pending_bytes += size
+            self._pending_bytes += len(piece)
             if self._pending_bytes >= WRITE_MIN:
                 await self.flush()
+        await self.flush()
 
     async def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending, self._pending_bytes = [], 0
-            await self._write(data)
+        if not self._pending:
+            return
+        pieces, size = self._pending, self._pending_bytes
+        self._pending, self._pending_bytes = [], 0
+        if self._framed:
+            data: Buffer = b"".join([b"%x\r\n" % size, *pieces, b"\r\n"])
+        else:
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        await self._write(data, size)
+
+    async def end(self) -> None:
+        """The last chunk of a chunked answer; then ``write_eof()`` (RFC 9112 7.1)."""
+        await self.flush()
+        if self._framed:
+            await self._out.write(b"0\r\n\r\n")
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    async def _write(self, data: Buffer) -> None:
-        self.sent += len(data)  # handed to the transport: counted before drain() waits
+    async def _write(self, data: Buffer, size: int) -> None:
+        self.sent += size  # handed to the transport: counted before drain() waits
         try:
             await self._out.write(data)
         except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError too

@@ -21,10 +21,11 @@ JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 
 
 def curl(url: str, out: Path, *headers: str) -> dict[str, str]:
-    """Download with curl; return the response headers (lower-cased names)."""
+    """Download with curl; return the response headers (lower-cased names). ``headers``
+    starting with ``--`` are curl options."""
     args = ["curl", "-sS", "--fail-with-body", "-o", str(out), "-D", "-", url]
     for h in headers:
-        args += ["-H", h]
+        args += [h] if h.startswith("--") else ["-H", h]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (proc.returncode, proc.stderr, out.read_bytes()[:500])
     found = {}
@@ -272,3 +273,17 @@ def test_readme_names_the_public_address_never_the_upstream(
         assert internal not in zf.comment
         for info in zf.infolist():
             assert internal not in zf.read(info), info.filename
+
+
+@pytest.mark.parametrize("version", ["--http1.1", "--http1.0"])
+def test_chunked_and_close_delimited_answers(
+    proxy: Proxy, orthanc: SampleUpstream, tmp_path: Path, version: str
+) -> None:
+    """The body writer frames HTTP/1.1 chunks itself (RFC 9112 7.1); an HTTP/1.0 client gets
+    the same bytes unframed, delimited by the close."""
+    study = orthanc.studies[3]
+    out = tmp_path / "v.zip"
+    headers = curl(f"{proxy.url}/dicom-web/studies/{study.study_uid}?accept=application/zip",
+                   out, version)
+    assert headers.get("transfer-encoding") == ("chunked" if version == "--http1.1" else None)
+    check_all(out)
