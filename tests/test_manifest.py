@@ -12,7 +12,7 @@ from dicomfactory import encode, make
 
 from zipproxy.dicomscan import DicomScanner
 from zipproxy.manifest import Manifest, columns
-from zipproxy.records import wanted_for
+from zipproxy.records import pydicom_quietly, wanted_for
 
 
 @pytest.mark.parametrize("sha256", [False, True])
@@ -40,3 +40,21 @@ def test_rows_checksum_what_was_written_in_any_chunks(sha256: bool) -> None:
     assert (row["Rows"], row["Columns"], row["NumberOfFrames"]) == ("4", "5", "")
     assert row["TransferSyntaxUID"] == "1.2.840.10008.1.2.1"
     assert row["SOPInstanceUID"] == ds.SOPInstanceUID and row["Modality"] == "CT"
+
+
+def test_cells_that_need_quotes_read_back_whole() -> None:
+    """RFC 4180: a PatientID (free text) or a malformed code with a comma or quote is quoted."""
+    ds = make("CT", patient_id='Doe, "J"')
+    with pydicom_quietly():  # pydicom warns about the malformed CS it is asked to write
+        ds.Modality = "C,T"  # malformed, but it must not shift the columns
+        data = encode(ds)
+    scanner = DicomScanner(wanted_for)
+    scanner.feed(data)
+    m = Manifest()
+    m.start()
+    m.end("DICOM/ST000001/SE000001/IM000001", scanner.finish(), 0, 0)
+    _, pieces = m.render()
+    (row,) = list(csv.DictReader(io.StringIO(b"".join(pieces).decode())))
+    m.close()
+    assert row["PatientID"] == 'Doe, "J"' and row["Modality"] == "C,T"
+    assert row["SOPInstanceUID"] == ds.SOPInstanceUID

@@ -11,6 +11,7 @@ costs about 0.6 CPU-s per GiB. Rows are spooled (:mod:`zipproxy.spool`), not kep
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Final
 
@@ -29,6 +30,7 @@ CHECKSUMS: Final = ("crc32", "sha256")  # what ?manifest= may ask for (and true/
 # OWASP CSV injection: a spreadsheet must not read a text value as a formula.
 _FORMULA_START: Final = (b"=", b"+", b"-", b"@", b"\t", b"\r")
 _FLUSH: Final = 64 * 1024
+_SPECIAL: Final = re.compile(rb'[",\r\n]')  # what makes a CSV cell need quotes
 _TAGS: Final = tuple(tag_of(kw) for kw in KEY_COLUMNS if kw != "TransferSyntaxUID")
 _NUMBERS: Final = frozenset({tag_of("Rows"), tag_of("Columns")})
 _PATIENT_ID: Final = tag_of("PatientID")
@@ -63,9 +65,11 @@ def _cells(scan: Scan) -> list[bytes]:
         if not raw.isascii():  # a PatientID in the instance's character set (PS3.5 6.1)
             names = charset(scan).decode("ascii", "replace").split("\\")
             raw = decode_bytes(raw, names or ["ISO_IR 6"], set()).encode("utf-8")
-        if tag == _PATIENT_ID and raw.startswith(_FORMULA_START):
-            raw = b"'" + raw
-        out.append(_csv(raw))
+        if tag == _PATIENT_ID:  # the one free-text column (LO); the rest are UI, CS, IS
+            raw = _csv(b"'" + raw if raw.startswith(_FORMULA_START) else raw)
+        elif not raw.isalnum() and _SPECIAL.search(raw):  # a malformed value, quoted
+            raw = _csv(raw)
+        out.append(raw)
     return out
 
 
@@ -91,7 +95,9 @@ class Manifest:
     def end(self, path: str, scan: Scan, size: int, crc: int) -> None:
         cells = _cells(scan)
         syntax = scan.meta.get(0x00020010, b"").strip(b" \x00")
-        row = [path.encode(), *cells[:8], _csv(syntax), *cells[8:], b"%d" % size,
+        if _SPECIAL.search(syntax):
+            syntax = _csv(syntax)
+        row = [path.encode(), *cells[:8], syntax, *cells[8:], b"%d" % size,
                b"%08x" % crc]
         if self._hash is not None:
             row.append(self._hash.hexdigest().encode())
