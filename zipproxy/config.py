@@ -179,7 +179,8 @@ OPTIONS: tuple[Option, ...] = (
            "accept ?password= in the URL (URLs end up in histories and logs: off by default)"),
     Option("connect_timeout", _seconds, "10", "seconds to connect to the upstream"),
     Option("read_timeout", _seconds, "60",
-           "idle seconds: upstream headers or the next body bytes; also for client writes"),
+           "seconds without progress: upstream headers, body bytes or an upload taken; a "
+           "client accepting no bytes of its answer"),
     Option("shutdown_grace", _seconds, "30",
            "on SIGTERM, seconds in-flight ZIPs may take before they are aborted"),
     Option("upstream_auth", _auth, "", "user:password the proxy sends upstream when the client "

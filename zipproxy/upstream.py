@@ -32,7 +32,7 @@ HOP_BY_HOP: Final = frozenset(
     )
 )
 ERROR_BODY_LIMIT: Final = 64 * 1024
-RECV_SIZE: Final = 1 << 20  # bytes asked of the socket per read of an upstream body
+RECV_SIZE: Final = 512 * 1024  # bytes asked of the socket per read of an upstream body
 
 
 def end_to_end(
@@ -64,7 +64,7 @@ def make_session(connect: float, read: float) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the client, not to the proxy
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
-        read_bufsize=4 << 20,
+        read_bufsize=2 << 20,
     )
 
 
@@ -161,8 +161,9 @@ class Upstream:
 def _read_more_at_once(resp: aiohttp.ClientResponse) -> None:
     """Let the body arrive in reads of up to RECV_SIZE: asyncio reads at most 256 KiB a
     time (``_SelectorSocketTransport.max_size``), and every read costs a syscall and a trip
-    through aiohttp's parser, the stream reader and our splitter. A large body from a fast
-    upstream then comes in a quarter of the reads."""
+    through aiohttp's parser, the stream reader and our splitter. With a 2 MiB read buffer
+    (``read_bufsize``), reading pauses less often too. Measured on bench study A: about 0.2
+    CPU-s/GiB less for a ZIP; larger sizes saved a little more and cost 10 MiB of RSS."""
     connection = resp.connection
     transport = connection.transport if connection is not None else None
     if transport is not None and hasattr(transport, "max_size"):

@@ -26,8 +26,8 @@ from .archive import Buffer
 from .errors import ClientStalled
 from .keys import RESPONSE, SENT, STALLED
 
-SEND_BUFFER: Final = 2 * 1024 * 1024  # bytes the transport may queue before write() waits
-WRITE_MIN: Final = 1024 * 1024  # pieces are joined into writes of at most about this size
+SEND_BUFFER: Final = 1024 * 1024  # bytes the transport may queue before write() waits
+WRITE_MIN: Final = 512 * 1024  # pieces are joined into writes of at most about this size
 
 
 async def start_zip(request: web.Request, filename: str) -> web.StreamResponse:
