@@ -364,3 +364,16 @@ def test_libarchive_reads_it_front_to_back(tmp_path: Path, descriptor: bool) -> 
     assert proc.returncode == 0, proc.stderr
     for name, data, _, _ in entries:
         assert (out / name).read_bytes() == data, name
+
+
+def test_key_forge_derives_a_fresh_key_per_entry() -> None:
+    """Keys derived ahead are those of their salts, never repeated, and the leftovers are
+    dropped when the ZIP ends."""
+    from zipproxy.aes import KeyForge, derive
+
+    forge = KeyForge(b"correct horse battery")
+    taken = [forge.take() for _ in range(KeyForge.AHEAD + 3)]
+    assert len({salt for salt, _ in taken}) == len(taken)
+    assert all(material == derive(b"correct horse battery", salt) for salt, material in taken)
+    forge.close()
+    assert not forge._pending

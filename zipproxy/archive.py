@@ -162,9 +162,11 @@ class _Aes(_Entry):
     exact; otherwise the sizes follow in a ZIP64 data descriptor."""
 
     password = b""
+    forge: aes.KeyForge | None = None
 
     def begin(self) -> list[Buffer]:
-        self._encryptor = aes.AesEntryEncryptor(self.password)
+        derived = self.forge.take() if self.forge is not None else None
+        self._encryptor = aes.AesEntryEncryptor(self.password, derived=derived)
         self.compress_type = aes.METHOD_AES
         self.extra = aes.aes_extra_field(ZIP_STORED)
         self.flag_bits |= aes.FLAG_ENCRYPTED
@@ -228,6 +230,8 @@ class _Stream(ZipStream):  # type: ignore[misc]
     """zipstream-ng with one more entry kind for its queue: AES-256 (for the last entries of
     an encrypted ZIP)."""
 
+    forge: aes.KeyForge | None = None
+
     def add_aes(self, data: Iterable[Buffer], arcname: str, password: bytes, size: int) -> None:
         self._enqueue(iterable=data, arcname=arcname, size=size, aes_password=password)
 
@@ -238,6 +242,7 @@ class _Stream(ZipStream):  # type: ignore[misc]
             return
         entry = _Aes(kwargs["arcname"])
         entry.password, entry.announced = aes_password, kwargs["size"]
+        entry.forge = self.forge
         entry.external_attr = 0o644 << 16
         entry.header_offset = self._pos
         for piece in entry._file_data(kwargs["iterable"]):
@@ -256,6 +261,8 @@ class ArchiveWriter:
         self._hold_limit = hold_limit
         self._deflate_level = deflate_level
         self._password = password  # set: every entry but README.TXT is AES-256 (AE-2)
+        self._forge = aes.KeyForge(password) if password is not None else None
+        self._zs.forge = self._forge
         self._date = time.localtime()[:6]  # one timestamp for every entry of this ZIP
         self._entry: _Entry | None = None
 
@@ -329,7 +336,10 @@ class ArchiveWriter:
             self._spool.close()  # the central directory has been read back
 
     def close_spool(self) -> None:
+        """Remove the spool, drop keys derived ahead (on success, abort and shutdown)."""
         self._spool.close()
+        if self._forge is not None:
+            self._forge.close()
 
     def _begin(self, kind: type[_Entry], name: str, size: int | None) -> list[Buffer]:
         entry = kind(name, self._date)
@@ -338,7 +348,7 @@ class ArchiveWriter:
         entry.header_offset = self._zs._pos
         if isinstance(entry, _Aes):
             assert self._password is not None
-            entry.password = self._password
+            entry.password, entry.forge = self._password, self._forge
         elif isinstance(entry, _Deflated):
             entry.level = self._deflate_level
             entry.compress_type = ZIP_DEFLATED

@@ -340,6 +340,7 @@ async def _add(body: BodyWriter, writer: ArchiveWriter, req: RenderedRequest,
     if data is None:
         return ["", *cells, "", "", result.status, result.error]
     pieces, sha = (await asyncio.to_thread(_entry, writer, render.name, data)
-                   if len(data) >= retrieve.THREAD_MIN else _entry(writer, render.name, data))
+                   if len(data) >= retrieve.THREAD_MIN or req.password is not None
+                   else _entry(writer, render.name, data))  # AES: a key may wait for PBKDF2
     await body.send(pieces)
     return [render.name, *cells, len(data), sha, result.status, ""]

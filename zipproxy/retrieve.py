@@ -44,7 +44,7 @@ ENCRYPTED_NOTE: Final = [
     "",
 ]
 ASSEMBLER: Final = web.RequestKey("assembler", ZipAssembler)  # its counts go in the log
-THREAD_MIN: Final = 64 * 1024  # heavy chunks at least this big are processed off the loop
+THREAD_MIN: Final = 64 * 1024  # a rendered image at least this big is stored off the loop
 TAIL_INLINE: Final = 2000  # a larger ZIP's tail is read and deflated in a worker thread
 
 
@@ -206,9 +206,10 @@ async def _zip_pieces(plan: Plan, upstream: Upstream, headers: CIMultiDict[str],
             splitter = MultipartSplitter(boundary)
             async for chunk in body_chunks(resp):
                 events = splitter.feed(chunk)
-                if assembler.heavy and len(chunk) >= THREAD_MIN:
+                if assembler.heavy:
                     # AES and deflate release the GIL: in a worker thread they overlap with
-                    # the event loop receiving the next bytes and sending these.
+                    # the event loop receiving the next bytes and sending these (and an
+                    # AES entry's key may have to wait for its PBKDF2).
                     yield await asyncio.to_thread(assembler.feed, events)
                 else:
                     yield assembler.feed(events)
