@@ -363,6 +363,11 @@ def create_app(settings: Settings) -> web.Application:
 
     app[LIFECYCLE] = lifecycle = Lifecycle()
 
+    async def watch_loop(app: web.Application) -> None:
+        metrics.watch_loop(asyncio.get_running_loop())
+
+    app.on_startup.append(watch_loop)
+
     async def start_draining(app: web.Application) -> None:
         """SIGTERM: listening has stopped; in-flight requests get ``shutdown_grace`` seconds."""
         lifecycle.timer = asyncio.create_task(lifecycle.drain(settings.shutdown_grace))

@@ -6,7 +6,16 @@ one worker per container (the Kubernetes way) when exact totals matter.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import asyncio
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -34,10 +43,18 @@ class Metrics:
                                    "requests passed through to the upstream", ["method"],
                                    registry=r)
         self.in_flight = Gauge("zipproxy_zip_in_flight", "ZIP streams in progress", registry=r)
+        self.tasks = Gauge("zipproxy_event_loop_tasks", "asyncio tasks of the event loop",
+                           registry=r)
+        ProcessCollector(registry=r)
         self.zip_duration = Histogram(
             "zipproxy_zip_duration_seconds", "time from request to the last ZIP byte",
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), registry=r,
         )
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expose what a leak would grow: tasks of the event loop, and the process's open file
+        descriptors, RSS and CPU (``process_*``, prometheus-client's ProcessCollector)."""
+        self.tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
