@@ -18,18 +18,20 @@ from localserver import serve
 from yarl import URL
 
 from zipproxy.app import create_app
+from zipproxy.concurrency import ordered_map
 from zipproxy.config import Settings
 from zipproxy.errors import BadRequest, UpstreamBodyError
 from zipproxy.rendered import (
     COLUMNS,
     Instance,
+    RenderedRequest,
     image_type,
     manifest_csv,
-    ordered_map,
     parse_instance,
     plan_renders,
-    rendered_zip_request,
+    rendered_request,
 )
+from zipproxy.routes import zip_route
 
 STUDY = "1.2.3"
 SETTINGS = Settings(upstream=URL("http://upstream.invalid"))
@@ -116,6 +118,14 @@ async def test_ordered_map_closing_cancels_the_window() -> None:
     assert started == [0, 1, 2, 3]  # the window refilled to 3, nothing beyond it started
     await results.aclose()
     assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing left running
+
+
+def rendered_zip_request(request: web.Request, settings: Settings) -> RenderedRequest | None:
+    """What the app does with a request: route it once, then read the rendered ZIP's options."""
+    route = zip_route(request, settings)
+    if route is None or route.rendered is None:
+        return None
+    return rendered_request(request, route, settings)
 
 
 def _request(path: str, accept: str | None = None) -> web.Request:

@@ -8,7 +8,8 @@ import pytest
 
 from zipproxy.errors import BadRequest
 from zipproxy.negotiation import ZipRequest
-from zipproxy.retrieve import Resource, match_resource, query_without, readme_text
+from zipproxy.readme import for_resource as readme_text
+from zipproxy.routes import Resource, match_resource, query_without
 
 STUDY, SERIES, INSTANCE = "1.2.840.1", "1.2.840.1.2", "1.2.840.1.2.3"
 

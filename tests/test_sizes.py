@@ -13,7 +13,8 @@ from localserver import serve
 from multidict import CIMultiDict
 
 from zipproxy.errors import UpstreamStatus
-from zipproxy.sizes import HEADER_ALLOWANCE, PAGE, Size, Sizer, instance_estimate, orthanc_total
+from zipproxy.qido import PAGE
+from zipproxy.sizes import HEADER_ALLOWANCE, Size, Sizer, instance_estimate, orthanc_total
 from zipproxy.upstream import Upstream, make_session
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import links
 from .assembler import ZipAssembler
-from .collection import Limits, match_search, plan_search
+from .collection import Limits, plan_search
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -31,21 +31,31 @@ from .errors import (
     UpstreamStatus,
     ZipProxyError,
 )
-from .keys import PUBLIC_URL, RESPONSE, SENT, STALLED
-from .metrics import CONTENT_TYPE, Metrics
-from .negotiation import accept_query_values, negotiate
-from .passthrough import forward, public_base
-from .rendered import rendered_zip_request, stream_rendered
-from .retrieve import (
+from .forwarding import public_base, upstream_headers
+from .keys import (
     ASSEMBLER,
-    match_resource,
-    single_plan,
-    stream_zip,
-    upstream_headers,
-    zip_password,
+    IS_ZIP,
+    LIFECYCLE,
+    METRICS,
+    PUBLIC_URL,
+    RESPONSE,
+    SENT,
+    SETTINGS,
+    SIGNER,
+    SIZER,
+    STALLED,
+    STREAMS,
+    UPSTREAM,
 )
+from .lifecycle import Lifecycle, StreamSlots
+from .metrics import CONTENT_TYPE, Metrics
+from .passthrough import forward
+from .rendered import rendered_request, stream_rendered
+from .retrieve import single_plan, stream_zip
+from .routes import ZipRoute, zip_password, zip_route
 from .sizes import Sizer
 from .upstream import Upstream, make_session
+from .zipresponse import abort
 
 log = logging.getLogger("zipproxy")
 
@@ -53,64 +63,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READY_TIMEOUT: Final = 2.0
 
 
-class StreamSlots:
-    """At most ``limit`` concurrent ZIP streams in this process; the next one gets 503."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-
-    def __enter__(self) -> StreamSlots:
-        if self.active >= self.limit:
-            raise TooManyStreams(f"{self.limit} ZIP downloads are already running; retry shortly")
-        self.active += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.active -= 1
-
-
-class Lifecycle:
-    """The requests in progress, so that SIGTERM can end them after the grace period.
-
-    aiohttp's own ``shutdown_timeout`` waits twice (once for handlers, once more after nudging
-    them) before it cancels, so a ZIP would get twice the grace; zipproxy cancels them itself.
-    """
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[object]] = set()
-        self.draining = False
-        self.timer: asyncio.Task[None] | None = None
-
-    async def drain(self, grace: float) -> None:
-        self.draining = True
-        await asyncio.sleep(grace)
-        for task in list(self.tasks):
-            task.cancel()  # aborted: the chunked body never gets its last chunk
-
-
-SETTINGS: Final = web.AppKey("settings", Settings)
-UPSTREAM: Final = web.AppKey("upstream", Upstream)
-SIZER: Final = web.AppKey("sizer", Sizer)
-STREAMS: Final = web.AppKey("streams", StreamSlots)
-METRICS: Final = web.AppKey("metrics", Metrics)
-LIFECYCLE: Final = web.AppKey("lifecycle", Lifecycle)
-SIGNER: Final = web.AppKey("signer", links.LinkSigner)
-IS_ZIP: Final = web.RequestKey("is_zip", bool)
-
-
 def error_response(exc: ZipProxyError) -> web.Response:
     if isinstance(exc, UpstreamStatus):
         return web.Response(status=exc.status, body=exc.body, headers=exc.headers)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyStreams) else {}
     return web.Response(status=exc.status, text=exc.reason + "\n", headers=headers)
-
-
-def _cut(request: web.Request) -> None:
-    """Abort the connection: no last chunk, no central directory, the client sees a failed
-    transfer, never a complete-looking ZIP."""
-    if request.transport is not None:
-        request.transport.abort()
 
 
 @dataclass
@@ -170,7 +127,7 @@ def _domain_error(request: web.Request, exc: ZipProxyError, line: _Line) -> web.
             metrics.zip_aborted.labels(line.error).inc()
         log.warning("aborting the response: %s", exc.reason,
                     extra={"request_id": line.request_id, "error": line.error})
-        _cut(request)
+        abort(request)
         return prepared
     line.status = exc.status
     line.outcome = "upstream-status" if isinstance(exc, UpstreamStatus) else "refused"
@@ -194,7 +151,7 @@ def _client_gone(request: web.Request, exc: BaseException, line: _Line) -> web.S
         request.app[METRICS].zip_aborted.labels(line.error).inc()
     if isinstance(exc, asyncio.CancelledError):
         raise exc
-    _cut(request)
+    abort(request)
     return prepared if prepared is not None else web.Response()
 
 
@@ -208,7 +165,7 @@ def _internal_error(request: web.Request, exc: Exception, line: _Line) -> web.St
         line.outcome, line.status = "aborted", prepared.status
         if request.get(IS_ZIP):
             metrics.zip_aborted.labels(line.error).inc()
-        _cut(request)
+        abort(request)
         return prepared
     line.outcome, line.status = "refused", 500
     if request.get(IS_ZIP):
@@ -251,53 +208,46 @@ def _log_content_notes(assembler: ZipAssembler, request_id: str) -> None:
                     extra={"request_id": request_id})
 
 
-def _mentions_zip(header: str, params: list[str]) -> bool:
-    return "zip" in header.lower() or any("zip" in p.lower() for p in params)
-
-
 async def handle(request: web.Request) -> web.StreamResponse:
-    """A ZIP when the path is a study, series or instance (or a study/series search) and
-    negotiation picks application/zip; everything else passes through."""
+    """A ZIP when the path is a study, series or instance, a study or series search, or the
+    renderings of a study or series, and negotiation picks application/zip
+    (:func:`~zipproxy.routes.zip_route`); everything else passes through."""
     settings = request.app[SETTINGS]
-    upstream = request.app[UPSTREAM]
-    raw_path = request.rel_url.raw_path
-    accept_params = accept_query_values(request.rel_url.raw_query_string)
-    # Only a request that mentions zip is negotiated here: anything else stays transparent,
-    # even an odd Accept header the upstream may tolerate.
-    if (request.method in ("GET", "HEAD") and "/studies" in raw_path
-            and _mentions_zip(request.headers.get("Accept", ""), accept_params)):
-        zipreq = negotiate(request.headers.get("Accept"), accept_params,
-                           prefer_zip_on_tie=settings.prefer_zip_on_tie)
-        resource = match_resource(raw_path) if zipreq is not None else None
-        search = match_search(raw_path) if zipreq is not None and not resource else None
-        if zipreq is not None and (resource or search):
-            request[IS_ZIP] = True
-            authorization = _link_authorization(request, raw_path)
-            password = zip_password(request, zipreq, settings)
-            with request.app[STREAMS]:
-                if resource is not None:
-                    plan = single_plan(request, resource, zipreq, public_base(request),
-                                       encrypted=password is not None)
-                else:
-                    assert search is not None
-                    limits = Limits(settings.max_collection, settings.max_collection_instances,
-                                    settings.max_collection_bytes)
-                    plan = await plan_search(request, search, upstream,
-                                             upstream_headers(request, authorization), limits,
-                                             request.app[SIZER], password is not None)
-                return await stream_zip(request, plan, zipreq, upstream, settings,
-                                        on_start=request.app[METRICS].zip_started.inc,
-                                        authorization=authorization, password=password)
+    route = zip_route(request, settings)
+    if route is not None and route.rendered is None:
+        return await _dicom_zip(request, route)
     if links.PARAM in request.rel_url.query:
         raise BadRequest("a signed link (zp-link) only opens a study or series as a ZIP")
-    rendered = rendered_zip_request(request, settings)  # …/studies/{uid}[/series/{uid}]/rendered
-    if rendered is not None:
+    if route is not None:  # …/studies/{uid}[/series/{uid}]/rendered
+        rendered = rendered_request(request, route, settings)
         request[IS_ZIP] = True
         with request.app[STREAMS]:
-            return await stream_rendered(request, rendered, upstream, settings,
+            return await stream_rendered(request, rendered, request.app[UPSTREAM], settings,
                                          on_start=request.app[METRICS].zip_started.inc)
     request.app[METRICS].passthrough.labels(request.method).inc()
-    return await forward(request, upstream, settings.read_timeout)
+    return await forward(request, request.app[UPSTREAM], settings.read_timeout)
+
+
+async def _dicom_zip(request: web.Request, route: ZipRoute) -> web.StreamResponse:
+    """A retrieve or a collection, as one DICOM ZIP."""
+    settings, upstream = request.app[SETTINGS], request.app[UPSTREAM]
+    request[IS_ZIP] = True
+    authorization = _link_authorization(request, request.rel_url.raw_path)
+    password = zip_password(request, route.zipreq, settings)
+    with request.app[STREAMS]:
+        if route.resource is not None:
+            plan = single_plan(request, route.resource, route.zipreq, public_base(request),
+                               encrypted=password is not None)
+        else:
+            assert route.search is not None
+            limits = Limits(settings.max_collection, settings.max_collection_instances,
+                            settings.max_collection_bytes)
+            plan = await plan_search(request, route.search, upstream,
+                                     upstream_headers(request, authorization), limits,
+                                     request.app[SIZER], password is not None)
+        return await stream_zip(request, plan, route.zipreq, upstream, settings,
+                                on_start=request.app[METRICS].zip_started.inc,
+                                authorization=authorization, password=password)
 
 
 def _link_authorization(request: web.Request, raw_path: str) -> str | None:

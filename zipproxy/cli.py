@@ -34,7 +34,7 @@ def run_worker(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         access_log=None,  # one structured line per request comes from our middleware
-        # Our own drain (app.Lifecycle) cancels what is left after the grace; aiohttp's
+        # Our own drain (lifecycle.Lifecycle) cancels what is left after the grace; aiohttp's
         # timeout is only the backstop.
         shutdown_timeout=settings.shutdown_grace + 2,
         reuse_port=settings.workers > 1,

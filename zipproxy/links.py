@@ -24,10 +24,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .errors import BadRequest, Forbidden, UpstreamStatus
+from . import qido
+from .errors import BadRequest, Forbidden, TooLarge, UpstreamBodyError, UpstreamStatus
+from .forwarding import upstream_headers
 from .negotiation import is_valid_uid
-from .passthrough import forwarded_headers
-from .retrieve import Resource, match_resource
+from .routes import Resource, match_resource
 from .upstream import Upstream
 
 PARAM: Final = "zp-link"
@@ -82,18 +83,14 @@ async def create_link(request: web.Request, upstream: Upstream, signer: LinkSign
     if resource is None or resource.instance or not all(map(is_valid_uid, resource.uids)):
         raise BadRequest("links are for a study or a series: …/studies/{study}[/series/{series}]")
     qido_path, qido_query = _qido_check(resource)
-    headers = forwarded_headers(request, drop=("Content-Length", "Content-Type", "Accept",
-                                                "Accept-Encoding"))
-    headers["Accept"] = "application/dicom+json"
-    resp = await upstream.open("GET", upstream.url(qido_path, qido_query), headers)
-    if resp.status in (401, 403):
-        raise await upstream.error_from(resp)
     try:
-        found = await resp.json(content_type=None) if resp.status == 200 else []
-    except ValueError:
+        found = await qido.search(upstream, qido_path, qido_query, upstream_headers(request))
+    except UpstreamStatus as exc:
+        if exc.status in (401, 403):  # the caller's credentials: theirs to fix
+            raise
         found = []
-    finally:
-        resp.close()
+    except (UpstreamBodyError, TooLarge):
+        found = []
     if not found:
         raise UpstreamStatus(404, "no such study or series at the upstream for this caller",
                              {"Content-Type": "text/plain"}, b"no such study or series\n")

@@ -25,38 +25,30 @@ import contextlib
 import csv
 import hashlib
 import io
-import json
-from collections import deque
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from itertools import islice
-from typing import Any, Final, TypeVar
+from typing import Final
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import __version__, retrieve
+from . import qido, readme
 from .archive import ArchiveWriter, Buffer
+from .concurrency import ordered_map
 from .config import Settings
 from .errors import BadRequest, NoInstances, TooLarge, UpstreamBodyError
-from .negotiation import accept_query_values, is_valid_uid, negotiate
-from .passthrough import public_base
+from .forwarding import public_base, upstream_headers
+from .routes import CONSUMED, ZipRoute, query_without, zip_password
 from .upstream import Upstream, read_bounded
 from .zipresponse import BodyWriter, start_zip
 
 EXTENSIONS: Final = {"image/png": "png", "image/jpeg": "jpg"}
 WIDTH: Final = 4  # renders in flight per ZIP
-QIDO_PAGE: Final = 1000  # instances asked per QIDO request (limit/offset)
-QIDO_BYTES: Final = 16 * 1024 * 1024  # bytes of one QIDO page read at most
 MAX_INSTANCES: Final = 100_000
 RENDER_LIMIT: Final = 64 * 1024 * 1024  # a larger rendering becomes an error row
-CONSUMED: Final = ("accept", "type", "zp-link", "manifest", "password")  # never forwarded
+THREAD_MIN: Final = 64 * 1024  # a rendered image at least this big is stored off the loop
 COLUMNS: Final = ("path", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
                   "SOPClassUID", "frame", "media_type", "size", "sha256", "status", "error")
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -114,54 +106,32 @@ def image_type(values: list[str]) -> str:
                      "give image/png (the default) or image/jpeg")
 
 
-def rendered_zip_request(request: web.Request, settings: Settings) -> RenderedRequest | None:
-    """The rendered ZIP a request asks for, or None (another path, or zip not chosen)."""
-    raw_path = request.rel_url.raw_path
-    if request.method not in ("GET", "HEAD") or not raw_path.endswith("/rendered"):
-        return None
-    header = request.headers.get("Accept", "")
-    params = accept_query_values(request.rel_url.raw_query_string)
-    if "zip" not in header.lower() and not any("zip" in p.lower() for p in params):
-        return None
-    resource = retrieve.match_resource(raw_path.removesuffix("/rendered"))
-    if resource is None or resource.instance is not None:
-        return None
-    zipreq = negotiate(header or None, params, prefer_zip_on_tie=settings.prefer_zip_on_tie)
-    if zipreq is None:
-        return None
-    if zipreq.transfer_syntax is not None:
+def rendered_request(request: web.Request, route: ZipRoute,
+                     settings: Settings) -> RenderedRequest:
+    """The rendered ZIP a request routed to renderings (:func:`~zipproxy.routes.zip_route`)
+    asks for: its image type, and the query forwarded to every render."""
+    assert route.rendered is not None
+    if route.zipreq.transfer_syntax is not None:
         raise BadRequest("transfer-syntax does not apply to a rendered ZIP; use type=image/png "
                          "or type=image/jpeg")
-    return RenderedRequest(resource.prefix, resource.study, resource.series,
+    target = route.rendered
+    return RenderedRequest(target.prefix, target.study, target.series,
                            image_type(request.rel_url.query.getall("type", [])),
-                           retrieve.query_without(request.rel_url.raw_query_string, CONSUMED),
-                           retrieve.zip_password(request, zipreq, settings))
-
-
-def _value(item: dict[str, Any], tag: str) -> object:
-    element = item.get(tag)
-    values = element.get("Value") if isinstance(element, dict) else None
-    return values[0] if isinstance(values, list) and values else None
-
-
-def _number(value: object) -> int | None:
-    with contextlib.suppress(TypeError, ValueError):
-        return int(str(value).strip())
-    return None
+                           query_without(request.rel_url.raw_query_string, (*CONSUMED, "type")),
+                           zip_password(request, route.zipreq, settings))
 
 
 def parse_instance(item: object, series: str | None) -> Instance:
     """One QIDO-RS JSON match (PS3.18 F.2); the UIDs that go into URLs are validated."""
     if not isinstance(item, dict):
         raise UpstreamBodyError("upstream QIDO answer holds a match that is not an object")
-    uids = [_value(item, "0020000E") or series, _value(item, "00080018")]
-    if not all(isinstance(uid, str) and is_valid_uid(uid) for uid in uids):
+    series_uid = qido.uid(item, "0020000E") if qido.value(item, "0020000E") else series
+    sop = qido.uid(item, "00080018")
+    if series_uid is None or sop is None:
         raise UpstreamBodyError("upstream QIDO answer holds a match without valid UIDs")
-    sop_class = _value(item, "00080016")
-    return Instance(str(uids[0]), str(uids[1]),
-                    sop_class if isinstance(sop_class, str) and is_valid_uid(sop_class) else "",
-                    max(_number(_value(item, "00280008")) or 1, 1),
-                    _number(_value(item, "00200011")), _number(_value(item, "00200013")))
+    return Instance(series_uid, sop, qido.uid(item, "00080016") or "",
+                    max(qido.number(item, "00280008") or 1, 1),
+                    qido.number(item, "00200011"), qido.number(item, "00200013"))
 
 
 def plan_renders(instances: Iterable[Instance], media_type: str) -> list[Render]:
@@ -188,44 +158,19 @@ def plan_renders(instances: Iterable[Instance], media_type: str) -> list[Render]
 
 async def list_instances(req: RenderedRequest, upstream: Upstream,
                          headers: CIMultiDict[str]) -> list[Instance]:
-    """Every instance of the study or series, paged until a page brings nothing new (a server
-    may cap pages below QIDO_PAGE, and some ignore offset)."""
+    """Every instance of the study or series, with its NumberOfFrames (0028,0008)."""
     path = f"{req.prefix}/studies/{req.study}"
     path += f"/series/{req.series}/instances" if req.series else "/instances"
-    qido_headers = CIMultiDict(headers, Accept="application/dicom+json")
     found: dict[str, Instance] = {}
-    offset = 0
-    while True:
-        query = f"includefield=00280008&limit={QIDO_PAGE}&offset={offset}"
-        resp = await upstream.open("GET", upstream.url(path, query), qido_headers)
-        try:
-            if resp.status not in (200, 204):
-                raise await upstream.error_from(resp)
-            page = json.loads(await _read(resp, QIDO_BYTES, "QIDO answer") or b"[]")
-        except ValueError as exc:
-            raise UpstreamBodyError("upstream QIDO answer is not JSON") from exc
-        finally:
-            resp.close()
-        if not isinstance(page, list):
-            raise UpstreamBodyError("upstream QIDO answer is not a JSON array")
-        before, offset = len(found), offset + len(page)
+    async for page in qido.pages(upstream, path, "includefield=00280008", headers, "00080018"):
         for item in page:
             inst = parse_instance(item, req.series)
             found.setdefault(inst.sop, inst)
         if len(found) > MAX_INSTANCES:
             raise TooLarge(f"more than {MAX_INSTANCES} instances: ask for one series at a time")
-        if len(found) == before:
-            break
     if not found:
         raise NoInstances(f"no instances found in this {req.level}")
     return list(found.values())
-
-
-async def _read(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    body = await read_bounded(resp, limit)
-    if body is None:
-        raise TooLarge(f"upstream {what} is larger than {limit} bytes")
-    return body
 
 
 async def fetch(upstream: Upstream, req: RenderedRequest, headers: CIMultiDict[str],
@@ -240,57 +185,20 @@ async def fetch(upstream: Upstream, req: RenderedRequest, headers: CIMultiDict[s
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != req.media_type:
             return Result(render, resp.status, None, f"upstream sent {ctype[:60]!a}")
-        try:
-            return Result(render, 200, await _read(resp, RENDER_LIMIT, "rendering"))
-        except TooLarge as exc:
-            return Result(render, 200, None, exc.reason)
+        data = await read_bounded(resp, RENDER_LIMIT)
+        if data is None:
+            return Result(render, 200, None,
+                          f"upstream rendering is larger than {RENDER_LIMIT} bytes")
+        return Result(render, 200, data)
     finally:
         resp.close()
-
-
-async def ordered_map(items: Iterable[T], fn: Callable[[T], Coroutine[Any, Any, R]],
-                      width: int) -> AsyncGenerator[R, None]:
-    """``fn`` over ``items``, at most ``width`` running, results in the items' order (an ordered
-    window: the next starts when the oldest is handed out); closing cancels the rest."""
-    todo = iter(items)
-    pending: deque[asyncio.Task[R]] = deque()
-    try:
-        pending.extend(asyncio.create_task(fn(item)) for item in islice(todo, width))
-        while pending:
-            result = await pending.popleft()
-            pending.extend(asyncio.create_task(fn(item)) for item in islice(todo, 1))
-            yield result
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-def readme_text(req: RenderedRequest, origin: str) -> bytes:
-    """README.TXT: validated UIDs, the media type and the proxy's public address only."""
-    return "\r\n".join([
-        f"Rendered images ({req.media_type}) of a DICOM {req.level}, written by zipproxy: the",
-        "source server's renderings (PS3.18 10.4.1.1.3), pictures for viewing, not DICOM data.",
-        "IMAGES/STnnnnnn/SEnnnnnn/IMnnnnnn: study, series, instance (_Fnnnn: frame).",
-        "MANIFEST.CSV: one row per instance or frame with UIDs, size, SHA-256 and the server's",
-        "status; a row with an empty path was not rendered (reports, key objects, PDFs...).",
-        "",
-        f"Source server:   {origin}",
-        f"Resource:        {req.level} {'/'.join(u for u in (req.study, req.series) if u)}",
-        f"Created (UTC):   {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S')}",
-        f"Software:        zipproxy {__version__}",
-        "",
-        "This archive contains medical images: keep it as confidential as the images themselves.",
-        "",
-        *(retrieve.ENCRYPTED_NOTE if req.password is not None else []),
-    ]).encode("ascii", "replace")
 
 
 async def stream_rendered(request: web.Request, req: RenderedRequest, upstream: Upstream,
                           settings: Settings,
                           on_start: Callable[[], None] = lambda: None) -> web.StreamResponse:
     """List, render and stream; the failure rules are in the module docstring."""
-    headers = retrieve.upstream_headers(request, None)
+    headers = upstream_headers(request)
     renders = plan_renders(await list_instances(req, upstream, headers), req.media_type)
     headers["Accept"] = req.media_type
     results = ordered_map(renders, lambda r: fetch(upstream, req, headers, r), WIDTH)
@@ -306,8 +214,10 @@ async def stream_rendered(request: web.Request, req: RenderedRequest, upstream: 
                                spool_dir=settings.spool_dir or None)
         try:
             async with BodyWriter(request, out, settings.read_timeout) as body:
-                readme = readme_text(req, public_base(request))
-                await body.send(writer.add("README.TXT", readme, plain=True))
+                text = readme.for_rendered(req.level, [u for u in (req.study, req.series) if u],
+                                           req.media_type, public_base(request),
+                                           req.password is not None)
+                await body.send(writer.add("README.TXT", text, plain=True))
                 rows = [await _add(body, writer, req, first)]
                 async for result in results:
                     rows.append(await _add(body, writer, req, result))
@@ -340,7 +250,7 @@ async def _add(body: BodyWriter, writer: ArchiveWriter, req: RenderedRequest,
     if data is None:
         return ["", *cells, "", "", result.status, result.error]
     pieces, sha = (await asyncio.to_thread(_entry, writer, render.name, data)
-                   if len(data) >= retrieve.THREAD_MIN or req.password is not None
+                   if len(data) >= THREAD_MIN or req.password is not None
                    else _entry(writer, render.name, data))  # AES: a key may wait for PBKDF2
     await body.send(pieces)
     return [render.name, *cells, len(data), sha, result.status, ""]

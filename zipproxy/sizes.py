@@ -19,20 +19,19 @@ Every request carries the client's own credentials: a caller learns nothing it c
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from multidict import CIMultiDict
 
-from .errors import UpstreamBodyError
-from .upstream import Upstream, read_bounded
+from . import qido
+from .concurrency import map_all
+from .errors import TooLarge, UpstreamBodyError
+from .upstream import Upstream
 
 SIZE_SOURCES: Final = ("auto", "orthanc", "qido")
-JSON_LIMIT: Final = 16 * 1024 * 1024  # bytes of one JSON answer read at most
-PAGE: Final = 1000  # instances per instance-level QIDO request
 CONCURRENCY: Final = 4  # size requests in flight for one collection
 # Header bytes counted per instance besides its pixels: a CT or MR header is 1 to 4 KiB.
 HEADER_ALLOWANCE: Final = 4096
@@ -56,20 +55,8 @@ class Size:
 
 
 def _int(row: object, tag: str, default: int) -> int:
-    """A number from a DICOM JSON attribute (PS3.18 F.2); IS values may come as strings."""
-    try:
-        value = row[tag]["Value"][0]  # type: ignore[index]
-        return int(value)
-    except (KeyError, IndexError, TypeError, ValueError):
-        return default
-
-
-def _uid(row: object, tag: str) -> str | None:
-    try:
-        value = row[tag]["Value"][0]  # type: ignore[index]
-    except (KeyError, IndexError, TypeError):
-        return None
-    return value if isinstance(value, str) else None
+    found = qido.number(row, tag)
+    return default if found is None else found
 
 
 def instance_estimate(row: object) -> int:
@@ -97,22 +84,6 @@ def orthanc_total(statistics: Sequence[object]) -> int | None:
     return total
 
 
-async def _bounded(count: int, work: Callable[[int], Awaitable[int]]) -> list[int]:
-    """``work(i)`` for each i, at most CONCURRENCY at a time; the first failure cancels the rest."""
-    slots = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(index: int) -> int:
-        async with slots:
-            return await work(index)
-
-    tasks = [asyncio.ensure_future(one(i)) for i in range(count)]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
 class Sizer:
     """Measures collections for one upstream, with the source chosen by ``--collection-sizes``."""
 
@@ -135,36 +106,27 @@ class Sizer:
                 raise UpstreamBodyError("Orthanc did not report the size of every match")
         return Size(await self._qido_size(prefix, study, uids, headers), exact=False)
 
-    async def _json(self, method: str, path: str, headers: CIMultiDict[str], *,
-                    query: str = "", body: bytes | None = None,
-                    strict: bool = False) -> tuple[int, object]:
-        """(status, parsed JSON body); the body is None unless the status is 200. ``strict``:
-        an error status is raised as the upstream's own (it is passed through to the client)."""
+    async def _json(self, method: str, path: str, headers: CIMultiDict[str],
+                    body: bytes | None = None) -> tuple[int, object]:
+        """(status, parsed JSON body) of an Orthanc REST request; the body is None unless the
+        status is 200."""
         send = CIMultiDict(headers)
-        send["Accept"] = "application/dicom+json" if strict else "application/json"
+        send["Accept"] = "application/json"
         if body is not None:
             send["Content-Type"] = "application/json"
-        resp = await self.upstream.open(method, self.upstream.url(path, query), send, body)
+        resp = await self.upstream.open(method, self.upstream.url(path), send, body)
         try:
             if resp.status != 200:
-                if strict and resp.status != 204:
-                    raise await self.upstream.error_from(resp)
                 return resp.status, None
-            raw = await read_bounded(resp, JSON_LIMIT)
+            return 200, await qido.read_json(resp, f"answer to {path}")
         finally:
             resp.close()
-        if raw is None:
-            raise UpstreamBodyError(f"upstream answer to {path} is over {JSON_LIMIT} bytes")
-        try:
-            return 200, json.loads(raw or b"null")
-        except ValueError as exc:
-            raise UpstreamBodyError(f"upstream answer to {path} is not JSON") from exc
 
     async def _is_orthanc(self, headers: CIMultiDict[str]) -> bool:
         if self._orthanc is None:
             try:
                 status, system = await self._json("GET", "/system", headers)
-            except UpstreamBodyError:
+            except (UpstreamBodyError, TooLarge):
                 status, system = 200, None
             looks = isinstance(system, dict) and {"ApiVersion", "DicomAet"} <= system.keys()
             if status == 200:  # 401/403/5xx say nothing definite: ask again next time
@@ -191,7 +153,7 @@ class Sizer:
             total = orthanc_total([stats]) if code == 200 else None
             return -1 if total is None else total
 
-        sizes = await _bounded(len(found), statistics)
+        sizes = await map_all(range(len(found)), statistics, CONCURRENCY)
         return None if min(sizes) < 0 else sum(sizes)
 
     async def _qido_size(
@@ -200,25 +162,11 @@ class Sizer:
         async def one(index: int) -> int:
             path = (f"{prefix}/studies/{study}/series/{uids[index]}/instances" if study
                     else f"{prefix}/studies/{uids[index]}/instances")
-            seen: set[str] = set()
-            total = offset = 0
-            while True:
-                query = f"includefield={SAMPLES}&limit={PAGE}&offset={offset}"
-                status, rows = await self._json("GET", path, headers, query=query, strict=True)
-                if status == 204:
-                    return total
-                if not isinstance(rows, list):
-                    raise UpstreamBodyError("upstream instance search is not a JSON array")
-                fresh = 0
-                for row in rows:
-                    sop = _uid(row, SOP_INSTANCE_UID)
-                    if sop is None or sop in seen:
-                        continue  # an origin that ignores offset repeats its first page
-                    seen.add(sop)
-                    fresh += 1
-                    total += instance_estimate(row)
-                if len(rows) < PAGE or fresh == 0:
-                    return total
-                offset += len(rows)
+            total = 0
+            async for rows in qido.pages(self.upstream, path, f"includefield={SAMPLES}", headers,
+                                         SOP_INSTANCE_UID):
+                total += sum(instance_estimate(row) for row in rows
+                             if qido.text(row, SOP_INSTANCE_UID) is not None)
+            return total
 
-        return sum(await _bounded(len(uids), one))
+        return sum(await map_all(range(len(uids)), one, CONCURRENCY))

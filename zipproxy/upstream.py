@@ -8,11 +8,11 @@ request's raw path, so zipproxy cannot be used as an open proxy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Final
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import (
@@ -23,33 +23,8 @@ from .errors import (
     UpstreamUnreachable,
 )
 
-# RFC 9110 7.6.1: connection-specific fields are not forwarded.
-HOP_BY_HOP: Final = frozenset(
-    h.lower()
-    for h in (
-        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
-        "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-    )
-)
 ERROR_BODY_LIMIT: Final = 64 * 1024
 RECV_SIZE: Final = 512 * 1024  # bytes asked of the socket per read of an upstream body
-
-
-def end_to_end(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()
-) -> CIMultiDict[str]:
-    """Copy headers minus hop-by-hop ones, those named by Connection, and ``drop``."""
-    connection = {
-        token.strip().lower()
-        for value in headers.getall("Connection", [])
-        for token in value.split(",")
-    }
-    skip = HOP_BY_HOP | connection | {d.lower() for d in drop}
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in skip:
-            out.add(name, value)
-    return out
 
 
 def session_timeout(connect: float, read: float) -> aiohttp.ClientTimeout:

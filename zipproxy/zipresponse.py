@@ -1,4 +1,5 @@
-"""Responses that stream: starting a ZIP answer, and writing any long body to a client.
+"""Responses that stream: starting a ZIP answer, writing any long body to a client, and
+aborting an answer that has started (:func:`abort`).
 
 :class:`BodyWriter` awaits every ``write()`` (that is the backpressure), coalesces small
 pieces, and tells a slow client from a stalled one. A client is cut only when it has accepted
@@ -46,6 +47,13 @@ async def start_zip(request: web.Request, filename: str) -> web.StreamResponse:
         # asyncio default) makes every write wait for the client.
         request.transport.set_write_buffer_limits(high=SEND_BUFFER)
     return out
+
+
+def abort(request: web.Request) -> None:
+    """Abort the connection: no last chunk, no central directory, the client sees a failed
+    transfer, never a complete-looking ZIP."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 class BodyWriter:

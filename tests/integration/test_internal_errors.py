@@ -17,10 +17,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from zipproxy.app import METRICS, create_app
+from zipproxy.app import create_app
 from zipproxy.assembler import ZipAssembler
 from zipproxy.config import Settings
 from zipproxy.demo.orthanc import SampleUpstream
+from zipproxy.keys import METRICS
 
 
 @pytest.fixture

@@ -21,13 +21,14 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from ..collection import SERIES_INSTANCES, SERIES_UID, STUDY_INSTANCES, STUDY_UID, match_search
+from .. import qido
+from ..collection import SERIES_INSTANCES, SERIES_UID, STUDY_INSTANCES, STUDY_UID
 from ..errors import ZipProxyError
-from ..negotiation import is_valid_uid
+from ..qido import PAGE
+from ..routes import match_search
 from .errors import SearchFailed, UsageError
 
 SOP_UID: Final = "00080018"  # (0008,0018) SOP Instance UID
-PAGE: Final = 1000  # matches asked per QIDO page
 # Parameters of a collection-ZIP URL that are not QIDO filters: a SEARCH_URL copied from a
 # collection link still works. limit/offset are read as the slice to fetch.
 CONSUMED: Final = ("accept", "manifest", "password", "zp-link", "limit", "offset")
@@ -158,21 +159,17 @@ async def count_instances(qido: Qido, target: Target, match: Match, page: int = 
 
 
 def _uid(item: dict[str, object], key: str) -> str:
-    try:
-        uid = item[key]["Value"][0]  # type: ignore[index]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise SearchFailed(f"a search result lacks ({key[:4]},{key[4:]})") from exc
-    if not isinstance(uid, str) or not is_valid_uid(uid):
+    if qido.value(item, key) is None:
+        raise SearchFailed(f"a search result lacks ({key[:4]},{key[4:]})")
+    uid = qido.uid(item, key)
+    if uid is None:
         raise SearchFailed(f"a search result holds an invalid UID in ({key[:4]},{key[4:]})")
     return uid
 
 
 def _count(item: dict[str, object], key: str) -> int | None:
-    try:
-        value = int(item[key]["Value"][0])  # type: ignore[index]
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    return value if value >= 0 else None
+    value = qido.number(item, key)
+    return value if value is not None and value >= 0 else None
 
 
 def _match(target: Target, uid: str, instances: int | None) -> Match:
