@@ -80,6 +80,21 @@ async def test_an_origin_that_ignores_offset_is_counted_once() -> None:
     assert "includefield=00280002" in requests[0] and f"offset={PAGE}" in requests[1]
 
 
+async def test_an_origin_that_caps_its_pages_is_counted_whole() -> None:
+    """A server may send fewer matches than ``limit`` asked for and still have more (a cap on
+    its result size): the Sizer goes on until a page brings nothing new."""
+    rows = [_row(str(n), rows=2, columns=2, bits=8) for n in range(25)]
+
+    async def instances(request: web.Request) -> web.Response:
+        offset = int(request.query["offset"])
+        return web.json_response(rows[offset:offset + 10], content_type="application/dicom+json")
+
+    app = web.Application()
+    app.router.add_get("/dicom-web/studies/1.2/instances", instances)
+    (size,) = await _measure(app, "qido", ["1.2"])
+    assert size == Size(25 * (HEADER_ALLOWANCE + 4), exact=False)
+
+
 async def test_auto_falls_back_to_qido_and_remembers_a_definite_answer() -> None:
     probes = 0
 
