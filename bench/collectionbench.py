@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import ACCEPT_MULTIPART, ACCEPT_ZIP, REPO, GiB, MiB, log
+from bench.common import ACCEPT_MULTIPART, ACCEPT_ZIP, REPO, GiB, MiB, exit_on_sigterm, log
 from bench.procs import ProxyProcess
 from bench.studies import ALL_NAMES, ensure_loaded, generate, study_specs
 from bench.transfer import Transfer, curl
@@ -97,6 +97,7 @@ def print_summary(cohort: str, runs: dict[str, Runs], data_bytes: int, peak: flo
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_on_sigterm()
     wanted = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(wanted) - set(ALL_NAMES)
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,12 @@ MiB: Final = 1 << 20
 GiB: Final = 1 << 30
 
 REPO: Final = Path(__file__).resolve().parent.parent
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (kill, a CI timeout) ends the run like Ctrl-C: through the ``finally`` blocks
+    that stop the Orthanc, nginx and proxies the bench started, instead of orphaning them."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def log(msg: str) -> None:

@@ -27,7 +27,7 @@ import requests
 
 from bench import extras, report
 from bench.baseline import Baseline, head_revision, materialise, zipproxy_state
-from bench.common import REPO, log
+from bench.common import REPO, exit_on_sigterm, log
 from bench.measure import ZIP_NAMES, Server, Servers, StudyResult, bench_study, kinds
 from bench.procs import NginxProcess, ProxyProcess, nginx_available
 from bench.studies import (
@@ -174,6 +174,7 @@ def write_report(results: list[StudyResult], side: list[str], side_json: dict[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_on_sigterm()
     if shutil.which("curl") is None:
         print("zipbench: curl is required", file=sys.stderr)
         return 2
