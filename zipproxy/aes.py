@@ -61,8 +61,8 @@ _MAX_UNITS: Final = 1 << 48  # a 64-bit counter, as in Gladman's fileenc (2**68 
 
 
 def _xor_into(data: memoryview, keystream: memoryview) -> None:
-    """keystream ^= data, in place. numpy's XOR runs without the GIL at memory speed; Python's
-    big-integer XOR held the GIL and was 65% of the encryption time."""
+    """keystream ^= data, in place, with numpy: it runs without the GIL at memory speed (an XOR
+    of Python integers would hold the GIL for most of the encryption time)."""
     ks = np.frombuffer(keystream, dtype=np.uint8)
     np.bitwise_xor(ks, np.frombuffer(data, dtype=np.uint8), out=ks)
 
