@@ -46,11 +46,6 @@ MIB = 1 << 20
 # One worker's own peak RSS with default limits is about 60-100 MiB; the upper figure is used.
 BASELINE_RSS = 100 * MIB
 
-# Settings the deploy files already name but zipproxy.config.OPTIONS does not have yet. Once one
-# lands in OPTIONS, test_pending_settings_are_not_in_options fails: remove it from here.
-# (ZIPPROXY_LINK_SECRET and ZIPPROXY_LINK_TTL were pending and have landed.)
-PENDING: frozenset[str] = frozenset()
-
 KNOWN: frozenset[str] = frozenset(opt.env for opt in OPTIONS)
 SETTING_NAME = re.compile(r"\bZIPPROXY_[A-Z0-9_]+")
 
@@ -65,11 +60,9 @@ def settings_named(text: str) -> set[str]:
     return set(SETTING_NAME.findall(text))
 
 
-def unknown_settings(
-    names: Iterable[str], known: frozenset[str] = KNOWN, pending: frozenset[str] = PENDING
-) -> set[str]:
-    """Names that are neither a setting zipproxy reads nor an explicitly pending one."""
-    return set(names) - known - pending
+def unknown_settings(names: Iterable[str], known: frozenset[str] = KNOWN) -> set[str]:
+    """Names that are not a setting zipproxy reads (every deploy file must name only those)."""
+    return set(names) - known
 
 
 def deploy_files() -> list[Path]:
@@ -359,13 +352,6 @@ def test_the_name_check_rejects_an_invented_setting() -> None:
     text = "ENV ZIPPROXY_UPSTREAM=http://x ZIPPROXY_UPSTREAM_URL=http://x ORTHANC__ZIPPROXY_NO=1"
     assert settings_named(text) == {"ZIPPROXY_UPSTREAM", "ZIPPROXY_UPSTREAM_URL"}
     assert unknown_settings(settings_named(text)) == {"ZIPPROXY_UPSTREAM_URL"}
-    assert unknown_settings({"ZIPPROXY_SOON"}, pending=frozenset({"ZIPPROXY_SOON"})) == set()
-
-
-def test_pending_settings_are_not_in_options() -> None:
-    landed = PENDING & KNOWN
-    assert not landed, f"{sorted(landed)} are in zipproxy.config.OPTIONS now: remove from PENDING"
-    assert all(SETTING_NAME.fullmatch(name) for name in PENDING)
 
 
 # --- Dockerfile --------------------------------------------------------------------------------

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from zipproxy.errors import BadRequest
-from zipproxy.negotiation import ZipRequest
+from zipproxy import readme
+from zipproxy.errors import BadRequest, NotAcceptable
+from zipproxy.forwarding import public_base
+from zipproxy.negotiation import ZipRequest, negotiate
 from zipproxy.readme import for_resource as readme_text
-from zipproxy.routes import Resource, match_resource, query_without
+from zipproxy.routes import Resource, Search, match_resource, match_search, query_without
 
 STUDY, SERIES, INSTANCE = "1.2.840.1", "1.2.840.1.2", "1.2.840.1.2.3"
 
@@ -43,11 +47,62 @@ def test_query_without_consumed_parameters() -> None:
     assert query_without("") == ""
 
 
-def test_readme_and_filename_cannot_be_injected() -> None:
-    resource = Resource("/dicom-web", STUDY, SERIES)
-    text = readme_text(resource, ZipRequest("*"), "http://pacs.example:8042").decode("ascii")
-    assert "\r\n\r\n" in text and "\n" not in text.replace("\r\n", "")
-    assert f"series {STUDY}/{SERIES}" in text and "as stored" in text
-    assert re.fullmatch(r"[a-z]+-[0-9.]+\.zip", resource.filename())
-    encrypted = readme_text(resource, ZipRequest(None), "http://pacs", encrypted=True)
-    assert b"AES-256" in encrypted and b"7-Zip" in encrypted
+HOSTILE = ['1.2"\r\nX-Evil: 1', "1.2%0d%0aX-Evil:%201", '1.2%22', "1.2\\3",
+           "1.2;3", "\u0661.\u0662", "1.2%20", "1.2\t"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_uids_never_reach_a_readme_or_filename(hostile: str) -> None:
+    """Every UID in README.TXT, in the Content-Disposition filename or in an upstream URL went
+    through is_valid_uid: CR/LF, quotes, backslashes and their percent-encodings are refused
+    at the door, whichever level they stand at."""
+    for path in (f"/dw/studies/{hostile}", f"/dw/studies/{STUDY}/series/{hostile}",
+                 f"/dw/studies/{STUDY}/series/{SERIES}/instances/{hostile}"):
+        with pytest.raises(BadRequest, match="not a valid UID"):
+            match_resource(path)
+    with pytest.raises(BadRequest, match="not a valid UID"):
+        match_search(f"/dw/studies/{hostile}/series")
+
+
+@pytest.mark.parametrize("syntax", ['"1.2\r\nX: y"', '"1.2\\"', "1.2%0d%0a", '"a\"b"', "1.02"])
+def test_hostile_transfer_syntaxes_are_refused(syntax: str) -> None:
+    with pytest.raises((BadRequest, NotAcceptable)):
+        negotiate(f"application/zip; transfer-syntax={syntax}", [])
+    with pytest.raises((BadRequest, NotAcceptable)):
+        negotiate(None, [f"application/zip;transfer-syntax={syntax}"])
+
+
+@pytest.mark.parametrize("host", ['pacs"\r\nX-Evil: 1', "pacs\\x", "pacs example", 'a"b',
+                                  "pacs:99999999", "", "pacs/../x"])
+def test_a_hostile_host_is_never_echoed(host: str) -> None:
+    request = make_mocked_request("GET", "/dw/studies/1.2", app=web.Application(), headers={
+        "Host": host, "X-Forwarded-Host": 'evil"\r\n', "Forwarded": 'host="evil"'})
+    assert public_base(request) == "(the address this ZIP was downloaded from)"
+    plain = make_mocked_request("GET", "/", app=web.Application(),
+                                headers={"Host": "pacs.example:8080",
+                                                     "X-Forwarded-Host": "evil.example"})
+    assert public_base(plain) == "http://pacs.example:8080"  # the client's own claims ignored
+
+
+def _assert_clean(text: bytes) -> None:
+    """ASCII, CR LF line ends only, no quote or backslash, nothing that was not ours."""
+    assert text.decode("ascii").replace("\r\n", "").isprintable()
+    assert b'"' not in text and b"\\" not in text and b"Evil" not in text
+
+
+def test_readmes_and_filenames_hold_only_what_was_validated() -> None:
+    hostile_host = make_mocked_request("GET", "/", app=web.Application(),
+                                       headers={"Host": 'pacs"\r\nX-Evil: 1'})
+    origin = public_base(hostile_host)
+    for resource in (Resource("/dw", STUDY), Resource("/dw", STUDY, SERIES, INSTANCE)):
+        for zipreq in (ZipRequest(None), ZipRequest("*"), ZipRequest("1.2.840.10008.1.2.4.50")):
+            for encrypted in (False, True):
+                text = readme_text(resource, zipreq, origin, encrypted)
+                _assert_clean(text)
+                assert f"{resource.level} {'/'.join(resource.uids)}".encode() in text
+                assert (b"AES-256" in text) is encrypted
+        assert re.fullmatch(r"(study|series|instance)-[0-9.]+\.zip", resource.filename())
+    _assert_clean(readme.for_collection(Search("/dw", STUDY), 3, encrypted=True))
+    _assert_clean(readme.for_rendered("series", [STUDY, SERIES], "image/png", origin))
+    assert b"Source server:   (the address" in readme_text(Resource("", STUDY), ZipRequest("*"),
+                                                          origin)
