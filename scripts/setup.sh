@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what zipproxy needs on Debian 12: system packages (only those missing), then a venv.
-#   scripts/setup.sh          runtime + demo (Orthanc and its DICOMweb plugin)
+#   scripts/setup.sh          runtime + demo (Orthanc and its DICOMweb plugin, the demo extra)
 #   scripts/setup.sh --test   also the test clients (dcmtk, dicom3tools, 7zip, bsdtar, unzip,
 #                             Java, Chromium), the Python test tools, and what
 #                             scripts/container.sh builds and runs the image with: podman with
@@ -44,7 +44,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-extra=""
+extra="[demo]"  # the demo's (and the bench's) Orthanc loader; the proxy alone needs no extra
 [ $want_test = 1 ] && extra="[test]"
 log=$(mktemp)
 if ! { .venv/bin/python -m pip install -q --upgrade pip &&

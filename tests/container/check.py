@@ -14,6 +14,8 @@ with ``--network host`` on another free loopback port. Then:
 2. The container's process runs as uid and gid 10001 (read from the host's /proc).
 3. ``podman healthcheck run`` passes: the image's own HEALTHCHECK.
 4. ``podman stop`` (SIGTERM) with two ZIPs in flight drains as the README says (sigterm.py).
+5. The image is lean: the demo extra (requests, requests-toolbelt) and the test tools are not
+   in it, only the runtime dependencies of pyproject.toml.
 
 ``compose``: ``podman-compose build`` and ``up -d`` on deploy/docker-compose.yml with
 tests/container/compose.standin.yml (stand-in images) and a free host port on top; one study
@@ -113,6 +115,21 @@ def check_healthcheck(proxy: Proxy) -> None:
     say(f"3. podman healthcheck run: {state} ({test[:70]}...)")
 
 
+LEAN_PROBE = """
+import importlib.metadata as md, importlib.util as iu, sys
+absent = ("requests", "requests_toolbelt", "pandas", "pytest", "rich")
+found = [m for m in absent if iu.find_spec(m) is not None]
+print(" ".join(sorted(d.metadata["Name"] for d in md.distributions())))
+sys.exit(1 if found else 0)
+"""
+
+
+def check_lean(image: str) -> None:
+    dists = run("podman", "run", "--rm", "--network", "none", "--entrypoint", "python",
+                image, "-c", LEAN_PROBE)
+    say(f"5. the image holds only the runtime: {dists}")
+
+
 def image_checks(image: str, run_id: str, work: Path) -> None:
     bulk = work / "bulk"
     # 0.5 MiB instances: 8 MiB for the short download, 64 MiB for the long one.
@@ -130,6 +147,7 @@ def image_checks(image: str, run_id: str, work: Path) -> None:
             check_healthcheck(proxy)
             upstream.orthanc.upload([*short.files, *long.files])  # after the collection ZIP
             check_sigterm(proxy.name, proxy.port, short, long, work, GRACE)
+            check_lean(image)
         finally:
             run("podman", "rm", "-f", "-t", "0", proxy.name, check=False)
 

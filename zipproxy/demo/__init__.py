@@ -7,6 +7,13 @@
 
 from __future__ import annotations
 
+try:
+    import requests  # noqa: F401
+    import requests_toolbelt  # noqa: F401
+except ImportError as exc:  # a plain `pip install zipproxy`: the proxy alone
+    raise ImportError("zipproxy.demo needs the demo extra: pip install 'zipproxy[demo]' "
+                      "(scripts/setup.sh installs it)") from exc
+
 from zipproxy.demo.load import stow
 from zipproxy.demo.orthanc import Orthanc, OrthancError, SampleUpstream
 from zipproxy.demo.samples import (
