@@ -13,12 +13,14 @@ The splitter does no I/O: ``feed()`` takes whatever the network delivered and re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from .errors import MultipartError
 
 MAX_PART_HEADER: Final = 16 * 1024
+STOP: Final = -1  # a step's answer: the rest of the chunk is carried over or ignored
 
 _BOUNDARY_RE: Final = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$")
 
@@ -84,117 +86,147 @@ class MultipartSplitter:
         self._preamble = 0  # bytes of preamble seen: a body that never shows a boundary fails early
         self._remaining: int | None = None  # body bytes still due when the part has a length
         self.parts = 0
+        self._steps: dict[str, Callable[[bytes, memoryview, int, list[Event]], int]] = {
+            "preamble": self._preamble_step, "boundary": self._boundary_line,
+            "headers": self._headers, "body": self._body, "delimiter": self._after_body,
+        }
 
     @property
     def finished(self) -> bool:
         return self._state == "epilogue"
 
     def feed(self, chunk: bytes) -> list[Event]:
+        """The events of the next ``chunk`` of the body:
+
+        1. after the closing delimiter, nothing (RFC 2046 5.1.1: the epilogue is ignored);
+        2. bytes carried over from the last chunk go in front;
+        3. each state consumes what it can and says where the next one starts, until the chunk
+           is used up or a state needs bytes that have not arrived (they are carried over)."""
         if self._state == "epilogue":
-            return []  # RFC 2046 5.1.1: the epilogue is ignored
+            return []
         if self._carry:
             chunk = self._carry + chunk
             self._carry = b""
         events: list[Event] = []
         view = memoryview(chunk)
         pos, n = 0, len(chunk)
-        while pos < n:
-            state = self._state
-            if state == "body":
-                if self._remaining is not None:
-                    take = min(self._remaining, n - pos)
-                    events.append(PartData(view[pos : pos + take]))
-                    pos += take
-                    self._remaining -= take
-                    if self._remaining:
-                        break
-                    events.append(_PART_END)
-                    self._state = "delimiter"
-                    continue
-                # Slow path, no Content-Length: scan for the delimiter.
-                idx = chunk.find(self._delimiter, pos)
-                if idx >= 0:
-                    if idx > pos:
-                        events.append(PartData(view[pos:idx]))
-                    events.append(_PART_END)
-                    pos = idx + len(self._delimiter)
-                    self._state = "boundary"
-                    continue
-                keep = max(pos, n - len(self._delimiter) + 1)
-                if keep > pos:
-                    events.append(PartData(view[pos:keep]))
-                return self._stash(events, chunk, keep)
-            if state == "delimiter":
-                end = pos + len(self._delimiter)
-                if end > n:
-                    if not self._delimiter.startswith(chunk[pos:]):
-                        raise MultipartError("a part is not followed by the multipart boundary")
-                    return self._stash(events, chunk, pos)
-                if chunk[pos:end] != self._delimiter:
-                    raise MultipartError(
-                        "a part is not followed by the multipart boundary "
-                        "(its Content-Length does not match its body)"
-                    )
-                pos = end
-                self._state = "boundary"
-            elif state == "preamble":
-                if self._at_start and chunk.startswith(self._dash_boundary[: n - pos], pos):
-                    if n - pos < len(self._dash_boundary):
-                        return self._stash(events, chunk, pos)
-                    pos += len(self._dash_boundary)
-                    self._state = "boundary"
-                    continue
-                self._at_start = False
-                idx = chunk.find(self._delimiter, pos)
-                if idx < 0:
-                    keep = max(pos, n - len(self._delimiter))
-                    self._preamble += keep - pos
-                    if self._preamble > self._max_header:
-                        raise MultipartError("no multipart boundary at the start of the body")
-                    return self._stash(events, chunk, keep)
-                pos = idx + len(self._delimiter)
-                self._state = "boundary"
-            elif state == "boundary":
-                if n - pos < 2:
-                    return self._stash(events, chunk, pos)
-                if chunk[pos : pos + 2] == b"--":
-                    self._state = "epilogue"
-                    return events
-                # Transport padding (RFC 2046 5.1.1): white space before the CRLF.
-                eol = pos
-                while eol < n and chunk[eol] in b" \t":
-                    eol += 1
-                if n - eol < 2:
-                    if eol - pos > 256:
-                        raise MultipartError("malformed multipart boundary line")
-                    return self._stash(events, chunk, pos)
-                if chunk[eol : eol + 2] != b"\r\n":
-                    raise MultipartError("malformed multipart boundary line")
-                pos = eol + 2
-                self._state = "headers"
-            elif state == "headers":
-                if chunk.startswith(b"\r\n", pos):
-                    raw, pos = b"", pos + 2  # a part with no header fields
-                else:
-                    end = chunk.find(b"\r\n\r\n", pos)
-                    if end < 0:
-                        if n - pos > self._max_header:
-                            raise MultipartError("multipart part headers too large")
-                        return self._stash(events, chunk, pos)
-                    raw, pos = chunk[pos:end], end + 4
-                headers = _parse_headers(raw)
-                self._remaining = _content_length(headers)
-                events.append(PartStart(headers, self._remaining))
-                self.parts += 1
-                self._state = "body"
-                if self._remaining == 0:
-                    events.append(_PART_END)
-                    self._state = "delimiter"
+        while 0 <= pos < n:
+            pos = self._steps[self._state](chunk, view, pos, events)
         return events
 
-    def _stash(self, events: list[Event], chunk: bytes, pos: int) -> list[Event]:
+    # Each step takes the chunk at ``pos`` and returns where the next step starts, or STOP once
+    # the rest of the chunk is carried over (or ignored, after the closing delimiter).
+
+    def _body(self, chunk: bytes, view: memoryview, pos: int, events: list[Event]) -> int:
+        n = len(chunk)
+        if self._remaining is not None:
+            # The fast path: Content-Length bytes, handed on as views of the chunk (no copy).
+            take = min(self._remaining, n - pos)
+            events.append(PartData(view[pos : pos + take]))
+            self._remaining -= take
+            if not self._remaining:
+                events.append(_PART_END)
+                self._state = "delimiter"
+            return pos + take
+        # The slow path, no Content-Length: scan for the delimiter. A tail that could be its
+        # beginning is carried over.
+        idx = chunk.find(self._delimiter, pos)
+        if idx >= 0:
+            if idx > pos:
+                events.append(PartData(view[pos:idx]))
+            events.append(_PART_END)
+            self._state = "boundary"
+            return idx + len(self._delimiter)
+        keep = max(pos, n - len(self._delimiter) + 1)
+        if keep > pos:
+            events.append(PartData(view[pos:keep]))
+        return self._stash(chunk, keep)
+
+    def _after_body(self, chunk: bytes, view: memoryview, pos: int, events: list[Event]) -> int:
+        """A sized part must be followed by the delimiter at once: anything else means the
+        Content-Length was wrong, and the parts after it cannot be trusted."""
+        end = pos + len(self._delimiter)
+        if end > len(chunk):
+            if not self._delimiter.startswith(chunk[pos:]):
+                raise MultipartError("a part is not followed by the multipart boundary")
+            return self._stash(chunk, pos)
+        if chunk[pos:end] != self._delimiter:
+            raise MultipartError(
+                "a part is not followed by the multipart boundary "
+                "(its Content-Length does not match its body)"
+            )
+        self._state = "boundary"
+        return end
+
+    def _preamble_step(self, chunk: bytes, view: memoryview, pos: int,
+                       events: list[Event]) -> int:
+        """RFC 2046 5.1.1: the body may open with the dash-boundary itself (no CRLF before it)
+        or with a preamble to be ignored, bounded so that a body without a boundary fails."""
+        n = len(chunk)
+        if self._at_start and chunk.startswith(self._dash_boundary[: n - pos], pos):
+            if n - pos < len(self._dash_boundary):
+                return self._stash(chunk, pos)
+            self._state = "boundary"
+            return pos + len(self._dash_boundary)
+        self._at_start = False
+        idx = chunk.find(self._delimiter, pos)
+        if idx < 0:
+            keep = max(pos, n - len(self._delimiter))
+            self._preamble += keep - pos
+            if self._preamble > self._max_header:
+                raise MultipartError("no multipart boundary at the start of the body")
+            return self._stash(chunk, keep)
+        self._state = "boundary"
+        return idx + len(self._delimiter)
+
+    def _boundary_line(self, chunk: bytes, view: memoryview, pos: int,
+                       events: list[Event]) -> int:
+        """The rest of a boundary line: ``--`` closes the body; otherwise transport padding
+        (RFC 2046 5.1.1: white space) and CRLF."""
+        n = len(chunk)
+        if n - pos < 2:
+            return self._stash(chunk, pos)
+        if chunk[pos : pos + 2] == b"--":
+            self._state = "epilogue"
+            return STOP
+        eol = pos
+        while eol < n and chunk[eol] in b" \t":
+            eol += 1
+        if n - eol < 2:
+            if eol - pos > 256:
+                raise MultipartError("malformed multipart boundary line")
+            return self._stash(chunk, pos)
+        if chunk[eol : eol + 2] != b"\r\n":
+            raise MultipartError("malformed multipart boundary line")
+        self._state = "headers"
+        return eol + 2
+
+    def _headers(self, chunk: bytes, view: memoryview, pos: int, events: list[Event]) -> int:
+        """The part's header fields up to the empty line (at most ``max_header`` bytes)."""
+        if chunk.startswith(b"\r\n", pos):
+            raw, pos = b"", pos + 2  # a part with no header fields
+        else:
+            end = chunk.find(b"\r\n\r\n", pos)
+            if end < 0:
+                if len(chunk) - pos > self._max_header:
+                    raise MultipartError("multipart part headers too large")
+                return self._stash(chunk, pos)
+            raw, pos = chunk[pos:end], end + 4
+        headers = _parse_headers(raw)
+        self._remaining = _content_length(headers)
+        events.append(PartStart(headers, self._remaining))
+        self.parts += 1
+        self._state = "body"
+        if self._remaining == 0:
+            events.append(_PART_END)
+            self._state = "delimiter"
+        return pos
+
+    def _stash(self, chunk: bytes, pos: int) -> int:
+        """Carry the rest of the chunk over to the next ``feed()`` (at most ``max_header`` or a
+        delimiter's length of bytes: never body bytes on the Content-Length path)."""
         self._carry = chunk[pos:]
-        return events
+        return STOP
 
     def eof(self) -> None:
         """The body ended: raise unless the closing delimiter was seen."""
