@@ -28,7 +28,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from zipproxy.dicomscan import CONTENT_SEQUENCE, VALUE_LIMIT, DicomScanner, Scan, Wanted
+from zipproxy.dicomscan import DicomScanner, Scan, Wanted
+from zipproxy.dicomwalk import CONTENT_SEQUENCE, VALUE_LIMIT
 from zipproxy.errors import InstanceError
 from zipproxy.records import pydicom_quietly, record_type, wanted_for
 
