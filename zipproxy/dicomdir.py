@@ -12,7 +12,8 @@ encoded here, with the tables of :mod:`zipproxy.records`:
   counted in ``conflicts`` (the log names the entity and the key, never the values).
 * ``build()`` lays the tree out depth-first, pre-order (PS3.3 F.3.2.1, as pydicom and dcmtk
   write it), works out every offset from the record lengths, then streams the file: the leaf
-  records are read back from the spool one by one and their next-record offsets patched in.
+  records are read back from the spool one by one and their next-record offsets patched in
+  (:mod:`zipproxy.dirlayout`).
 
 Keys that are Type 1 but that no instance has are supplied by the File-set creator (PS3.11
 D.3.3 note, PS3.3 F.5), by the rules of ``_supply()``:
@@ -44,7 +45,6 @@ import hashlib
 import re
 import struct
 import uuid
-from array import array
 from collections.abc import Iterator
 from typing import Final
 
@@ -53,6 +53,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, ge
 
 from . import __version__, records
 from .dicomscan import Scan
+from .dirlayout import Entity, Layout, Value
 from .errors import DuplicateInstance, InstanceError
 from .records import KEYS, element, stripped, tag_of, text, vr_of
 from .spool import Spool
@@ -65,9 +66,6 @@ IMPLEMENTATION_VERSION_NAME: Final = f"ZIPPROXY_{__version__}"[:16]
 # PS3.10 8.2, 8.5: 1 to 8 components of 1 to 8 characters from A-Z 0-9 _, joined by "\".
 _FILE_ID: Final = re.compile(r"[A-Z0-9_]{1,8}(?:\\[A-Z0-9_]{1,8}){0,7}")
 _FILE_SET_ID: Final = re.compile(r"[A-Z0-9_ ]{0,16}")  # CS, PS3.5 6.2
-_NEXT_AT: Final = 8  # value of (0004,1400) inside a record's item value
-_LOWER_AT: Final = 30  # value of (0004,1420): after 1400 (12 bytes) and 1410 (10 bytes)
-_ITEM: Final = struct.Struct("<HHI")
 _FIXED: Final = {"Modality": b"OT", "CompletionFlag": b"PARTIAL",
                  "VerificationFlag": b"UNVERIFIED"}
 _STORAGE: Final = "1.2.840.10008.5.1.4.1.1."
@@ -85,23 +83,6 @@ CONFLICTS_KEPT: Final = 100  # conflicts listed for the log; the count goes on
 def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(tag_of(keyword) for keyword in keywords)
 
-Value = tuple[bytes, bytes]  # (value as the instance encoded it, its Specific Character Set)
-
-
-class _Entity:
-    """A STUDY or a SERIES: the first value of each key among its instances, and below it."""
-
-    __slots__ = ("children", "index", "last", "offsets", "sizes", "uid", "values")
-
-    def __init__(self, uid: bytes, index: int) -> None:
-        self.uid, self.index = uid, index
-        self.values: dict[str, Value] = {}
-        self.last: tuple[object, ...] = ()  # the key elements of the last instance merged
-        self.children: dict[bytes, _Entity] = {}  # a study's series
-        self.offsets = array("Q")  # a series' leaf records in the spool ...
-        self.sizes = array("I")  # ... and their lengths
-
-
 class DicomDirBuilder:
     """Collect directory records instance by instance; ``build()`` streams the DICOMDIR."""
 
@@ -111,8 +92,8 @@ class DicomDirBuilder:
         self._file_set_id = file_set_id
         self._uid = generate_uid(prefix=None)  # this File-set's DICOMDIR SOP Instance UID
         self._spool = Spool(spool_dir)
-        self._studies: dict[bytes, _Entity] = {}
-        self._root = _Entity(b"", 0)  # root-level records (PS3.3 F.4), in its offsets/sizes
+        self._studies: dict[bytes, Entity] = {}
+        self._root = Entity(b"", 0)  # root-level records (PS3.3 F.4), in its offsets/sizes
         self._instances: set[str] = set()
         self._conflicted: set[tuple[int, str]] = set()  # (id of the entity, keyword)
         self.conflict_notes: list[str] = []  # "STUDY 1.2.3 StudyDescription", at most 100
@@ -154,23 +135,23 @@ class DicomDirBuilder:
         parent.sizes.append(len(leaf))
         self._instances.add(sop_uid)
 
-    def _entities(self, scan: Scan) -> _Entity:
+    def _entities(self, scan: Scan) -> Entity:
         """The instance's study and series, their values merged with the instance's."""
         study_uid = stripped(scan, "StudyInstanceUID")
         study = self._studies.get(study_uid)
         if study is None:
-            study = self._studies[study_uid] = _Entity(study_uid, len(self._studies) + 1)
+            study = self._studies[study_uid] = Entity(study_uid, len(self._studies) + 1)
         series_uid = stripped(scan, "SeriesInstanceUID") or generate_uid(
             prefix=None, entropy_srcs=[study_uid.decode("ascii", "replace"), "series"]).encode()
         series = study.children.get(series_uid)
         if series is None:
-            series = study.children[series_uid] = _Entity(series_uid, len(study.children) + 1)
+            series = study.children[series_uid] = Entity(series_uid, len(study.children) + 1)
         charset = records.charset(scan)
         self._merge("STUDY", study, scan, _STUDY_KEYWORDS, charset)
         self._merge("SERIES", series, scan, _SERIES_KEYWORDS, charset)
         return series
 
-    def _merge(self, level: str, entity: _Entity, scan: Scan, keywords: tuple[str, ...],
+    def _merge(self, level: str, entity: Entity, scan: Scan, keywords: tuple[str, ...],
                charset: bytes) -> None:
         # Most instances of an entity repeat its keys exactly: one comparison settles them.
         elements = scan.elements
@@ -194,7 +175,7 @@ class DicomDirBuilder:
                     held[1] != charset and records.is_extended([value])):
                 self._conflict(level, entity, keyword)
 
-    def _conflict(self, level: str, entity: _Entity, keyword: str) -> None:
+    def _conflict(self, level: str, entity: Entity, keyword: str) -> None:
         key = (id(entity), keyword)
         if key in self._conflicted:
             return
@@ -211,12 +192,12 @@ class DicomDirBuilder:
     def build(self) -> tuple[int, Iterator[bytes]]:
         """The DICOMDIR's size and its bytes, in pieces. Reads the spool: call it last."""
         # 1. The tree: patients (by the first PatientID of each study) → studies → series.
-        patients: dict[bytes, list[_Entity]] = {}
+        patients: dict[bytes, list[Entity]] = {}
         for study in self._studies.values():
             patients.setdefault(_patient_id(study), []).append(study)
         # 2. Every record in depth-first pre-order (PS3.3 F.3.2.1): entity records encoded
         #    now, leaves as (None, series), with their sizes, next and lower links.
-        layout = _Layout()
+        layout = Layout()
         last_patient = -1
         for patient_id, studies in patients.items():
             record = _entity_record("PATIENT", _patient_values(patient_id, studies), {})
@@ -264,97 +245,6 @@ class DicomDirBuilder:
                          element(0x00041130, "CS", self._file_set_id.encode())])
 
 
-class _Layout:
-    """The records in file order: entity records as bytes, leaf runs as spool references."""
-
-    def __init__(self) -> None:
-        self.records: list[bytes | _Entity] = []  # an _Entity stands for its run of leaves
-        self.sizes: list[int] = []  # item bytes of each (a run: all its items)
-        self.next: list[int] = []  # index of the next sibling, -1: none
-        self.lower: list[int] = []  # index of the first child, -1: none
-        self.last_root = -1  # the last record (or run) of the root directory entity
-
-    def add(self, record: bytes, last: int, parent: int = -1) -> int:
-        """Append a record after sibling ``last`` (-1: the first of ``parent``)."""
-        self.records.append(record)
-        self.sizes.append(8 + len(record))
-        self.next.append(-1)
-        self.lower.append(-1)
-        index = len(self.records) - 1
-        if last >= 0:
-            self.next[last] = index
-        elif parent >= 0:
-            self.lower[parent] = index
-        if parent < 0:
-            self.last_root = index
-        return index
-
-    def add_leaves(self, entity: _Entity, parent: int, after: int = -1) -> None:
-        if not entity.sizes:
-            return
-        self.records.append(entity)
-        self.sizes.append(8 * len(entity.sizes) + sum(entity.sizes))
-        self.next.append(-1)
-        self.lower.append(-1)
-        index = len(self.records) - 1
-        if parent >= 0:
-            if self.lower[parent] < 0:
-                self.lower[parent] = index
-        else:  # root-level leaves follow the last PATIENT record
-            if after >= 0:
-                self.next[after] = index
-            self.last_root = index
-
-    def last_root_offset(self, offsets: list[int]) -> int:
-        """Where the root directory entity's last record starts (PS3.3 F.3.2.1)."""
-        index = self.last_root
-        if index < 0:
-            return 0
-        record = self.records[index]
-        if isinstance(record, _Entity):  # a run of root-level leaves: its last leaf
-            return offsets[index + 1] - 8 - record.sizes[-1]
-        return offsets[index]
-
-    def offsets(self, start: int) -> list[int]:
-        """Where each record (or run) starts, and where the sequence ends (the last entry)."""
-        out = [start]
-        for size in self.sizes:
-            out.append(out[-1] + size)
-        return out
-
-    def emit(self, directory: bytes, offsets: list[int], spool: Spool) -> Iterator[bytes]:
-        """Yield the DICOMDIR: ``directory`` (up to the sequence header), then every item."""
-        buffer = bytearray(directory)
-        for index, record in enumerate(self.records):
-            if isinstance(record, _Entity):
-                at = offsets[index]
-                runs = len(record.sizes)
-                for n, (offset, size) in enumerate(zip(record.offsets, record.sizes,
-                                                       strict=True)):
-                    leaf = bytearray(spool.read(offset, size))
-                    # The next leaf of the run follows this one; the run's last leaf links
-                    # to the run's next sibling (a root-level run), else to nothing.
-                    nxt = at + 8 + size if n + 1 < runs else _link(self.next[index], offsets)
-                    struct.pack_into("<I", leaf, _NEXT_AT, nxt)
-                    buffer += _ITEM.pack(0xFFFE, 0xE000, size) + leaf
-                    at += 8 + size
-                    if len(buffer) >= 1 << 18:
-                        yield bytes(buffer)
-                        buffer.clear()
-                continue
-            item = bytearray(record)
-            struct.pack_into("<I", item, _NEXT_AT, _link(self.next[index], offsets))
-            struct.pack_into("<I", item, _LOWER_AT, _link(self.lower[index], offsets))
-            buffer += _ITEM.pack(0xFFFE, 0xE000, len(item)) + item
-        if buffer:
-            yield bytes(buffer)
-        spool.close()  # every leaf has been read back
-
-
-def _link(index: int, offsets: list[int]) -> int:
-    return offsets[index] if index >= 0 else 0
-
-
 def identity(scan: Scan) -> tuple[str, str, str]:
     """SOP Class, SOP Instance and Transfer Syntax UIDs: the meta's, else the data set's."""
     meta = scan.meta
@@ -371,7 +261,7 @@ def identity(scan: Scan) -> tuple[str, str, str]:
     return sop_class, sop_uid, syntax
 
 
-def _patient_id(study: _Entity) -> bytes:
+def _patient_id(study: Entity) -> bytes:
     value = study.values.get("PatientID")
     if value is not None:
         return value[0].strip(b" \x00")
@@ -379,7 +269,7 @@ def _patient_id(study: _Entity) -> bytes:
     return b"ZIPPROXY_" + hashlib.sha256(seed).hexdigest()[:16].upper().encode()
 
 
-def _patient_values(patient_id: bytes, studies: list[_Entity]) -> dict[str, Value]:
+def _patient_values(patient_id: bytes, studies: list[Entity]) -> dict[str, Value]:
     """A PATIENT's keys: the first of its studies' values (the studies in File ID order)."""
     values: dict[str, Value] = {}
     for study in studies:
@@ -390,7 +280,7 @@ def _patient_values(patient_id: bytes, studies: list[_Entity]) -> dict[str, Valu
     return values
 
 
-def _study_record(study: _Entity) -> bytes:
+def _study_record(study: Entity) -> bytes:
     supplied = {"StudyID": study.uid[-16:] if study.uid else b"%d" % study.index}
     for kind in ("Date", "Time"):
         default = b"19000101" if kind == "Date" else b"000000"
@@ -400,7 +290,7 @@ def _study_record(study: _Entity) -> bytes:
     return _entity_record("STUDY", study.values, supplied)
 
 
-def _series_record(series: _Entity) -> bytes:
+def _series_record(series: Entity) -> bytes:
     supplied = {"SeriesInstanceUID": series.uid, "SeriesNumber": b"%d" % series.index}
     return _entity_record("SERIES", series.values, supplied)
 
