@@ -58,7 +58,7 @@ from corpussr import (
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from zipproxy.demo.samples import _minimal_pdf
+from zipproxy.demo.content import minimal_pdf as _minimal_pdf
 
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 MIB = 1024 * 1024

@@ -20,15 +20,9 @@ from conftest import Proxy
 from PIL import Image
 from test_zip_core import curl
 
+from zipproxy.demo.content import BASIC_TEXT_SR, ENCAPSULATED_PDF, KEY_OBJECT_SELECTION, XA_IMAGE
 from zipproxy.demo.orthanc import SampleUpstream
-from zipproxy.demo.samples import (
-    BASIC_TEXT_SR,
-    ENCAPSULATED_PDF,
-    KEY_OBJECT_SELECTION,
-    XA_IMAGE,
-    SampleInstance,
-    StudyInfo,
-)
+from zipproxy.demo.samples import SampleInstance, StudyInfo
 from zipproxy.rendered import COLUMNS
 
 ZIP = "application/zip"

@@ -1,4 +1,5 @@
-"""Load DICOM Part-10 instances into a DICOMweb server with STOW-RS.
+"""Load DICOM Part-10 instances into a DICOMweb server with STOW-RS, or into Orthanc through
+its REST API (``POST /instances``, :func:`upload`: the bench's and the tests' fast path).
 
 The body is streamed with requests-toolbelt's ``MultipartEncoder``: files are read while the
 request is sent, never held in memory together. The encoder only knows ``multipart/form-data``,
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -20,7 +24,7 @@ from typing import IO, Any, Self
 import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-__all__ = ["StowError", "stow", "stow_content_type"]
+__all__ = ["StowError", "UploadError", "stow", "stow_content_type", "upload"]
 
 FileLike = Path | str | bytes
 
@@ -70,6 +74,55 @@ class _LazyFile:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class UploadError(RuntimeError):
+    """Orthanc's REST API refused an instance."""
+
+
+def upload(url: str, items: Iterable[FileLike] | FileLike, *, auth: tuple[str, str] | None,
+           workers: int = 4) -> list[dict[str, Any]]:
+    """POST raw Part-10 files (paths or bytes) to Orthanc's ``/instances`` at ``url``,
+    ``workers`` in parallel, one session per thread.
+
+    Returns Orthanc's JSON answers in input order (``Status`` is ``Success`` or
+    ``AlreadyStored``); raises :class:`UploadError` on any other answer.
+    """
+    todo = [items] if isinstance(items, Path | str | bytes) else list(items)
+    local = threading.local()
+    sessions: list[requests.Session] = []
+    lock = threading.Lock()
+
+    def one(item: FileLike) -> dict[str, Any]:
+        session: requests.Session | None = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.auth = auth
+            with lock:
+                sessions.append(session)
+        body = item if isinstance(item, bytes) else Path(item).read_bytes()
+        response = session.post(url, data=body, headers={"Content-Type": "application/dicom"},
+                                timeout=120)
+        if response.status_code != 200:
+            raise UploadError(
+                f"upload of {_describe(item)} -> {response.status_code}: {response.text[:500]}")
+        answer: dict[str, Any] = response.json()
+        if answer.get("Status") not in ("Success", "AlreadyStored"):
+            raise UploadError(f"upload of {_describe(item)}: {answer!r}")
+        return answer
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            return list(pool.map(one, todo))
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def _describe(item: FileLike) -> str:
+    if isinstance(item, bytes):
+        return f"<{len(item)} bytes>"
+    return os.fspath(item)
 
 
 def stow_content_type(boundary: str) -> str:

@@ -14,15 +14,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +27,7 @@ from typing import Any, Self
 
 import requests
 
-from zipproxy.demo.load import FileLike, stow
+from zipproxy.demo.load import FileLike, stow, upload
 from zipproxy.demo.samples import StudyInfo, make_samples
 
 __all__ = [
@@ -301,45 +298,8 @@ class Orthanc:
     def upload(
         self, items: Iterable[FileLike] | FileLike, *, workers: int = 4
     ) -> list[dict[str, Any]]:
-        """POST raw Part-10 files (paths or bytes) to ``/instances``, ``workers`` in parallel.
-
-        Returns Orthanc's JSON answers in input order (``Status`` is ``Success`` or
-        ``AlreadyStored``); raises :class:`OrthancError` on any other answer.
-        """
-        if isinstance(items, Path | str | bytes):
-            items = [items]
-        todo = list(items)
-        local = threading.local()
-        sessions: list[requests.Session] = []
-        lock = threading.Lock()
-        url = self.url + "/instances"
-
-        def one(item: FileLike) -> dict[str, Any]:
-            session: requests.Session | None = getattr(local, "session", None)
-            if session is None:
-                session = self.session()
-                local.session = session
-                with lock:
-                    sessions.append(session)
-            body = item if isinstance(item, bytes) else Path(item).read_bytes()
-            response = session.post(
-                url, data=body, headers={"Content-Type": "application/dicom"}, timeout=120
-            )
-            if response.status_code != 200:
-                raise OrthancError(
-                    f"upload of {_describe(item)} -> {response.status_code}: {response.text[:500]}"
-                )
-            answer: dict[str, Any] = response.json()
-            if answer.get("Status") not in ("Success", "AlreadyStored"):
-                raise OrthancError(f"upload of {_describe(item)}: {answer!r}")
-            return answer
-
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                return list(pool.map(one, todo))
-        finally:
-            for session in sessions:
-                session.close()
+        """POST raw Part-10 files to ``/instances`` (:func:`zipproxy.demo.load.upload`)."""
+        return upload(self.url + "/instances", items, auth=self.auth, workers=workers)
 
     def stow(self, files: Iterable[FileLike], *, study_uid: str | None = None) -> dict[str, Any]:
         """Upload with STOW-RS (see :func:`zipproxy.demo.load.stow`)."""
@@ -366,12 +326,6 @@ def _looks_like_port_clash(log: str) -> bool:
     # Orthanc 1.10: "The TCP port of the HTTP server is privileged or already in use" (2003)
     text = log.lower()
     return any(marker in text for marker in _PORT_CLASH_MARKERS)
-
-
-def _describe(item: FileLike) -> str:
-    if isinstance(item, bytes):
-        return f"<{len(item)} bytes>"
-    return os.fspath(item)
 
 
 @dataclass
