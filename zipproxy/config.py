@@ -10,7 +10,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from yarl import URL
 
@@ -38,18 +38,23 @@ def _public_url(value: str) -> str:
     return str(url).rstrip("/")
 
 
-def _port(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range: {port}")
-    return port
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A parser of whole numbers from ``low`` to ``high`` (None: no upper bound)."""
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < low or (high is not None and number > high):
+            span = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be a whole number {span}, got {number}")
+        return number
+
+    return parse
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"must be a positive integer, got {number}")
-    return number
+_port = _int_in(0, 65535)
+_positive_int = _int_in(1)
+_level = _int_in(0, 9)  # zlib's deflate levels
+_TRUE: Final = ("1", "true", "yes", "on")
+_FALSE: Final = ("0", "false", "no", "off")
 
 
 def _seconds(value: str) -> float:
@@ -76,9 +81,9 @@ def _size_or_off(value: str) -> int:
 
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in _TRUE:
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in _FALSE:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
 
@@ -89,9 +94,9 @@ def manifest_choice(value: str) -> str | None:
     lowered = value.strip().lower()
     if lowered in ("crc32", "sha256"):
         return lowered
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in _TRUE:
         return "crc32"
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in _FALSE:
         return ""
     return None
 
@@ -110,13 +115,6 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return value
 
     return parse
-
-
-def _level(value: str) -> int:
-    level = int(value)
-    if not 0 <= level <= 9:
-        raise ValueError(f"deflate level must be 0..9, got {level}")
-    return level
 
 
 def _auth(value: str) -> str:
