@@ -46,6 +46,11 @@ MIB = 1 << 20
 # One worker's own peak RSS with default limits is about 60-100 MiB; the upper figure is used.
 BASELINE_RSS = 100 * MIB
 
+# Variables the zipproxy container gets that are not zipproxy settings: the image's Python and pip
+# switches. Any other name in its environment is a setting and must be in OPTIONS.
+NOT_SETTINGS: frozenset[str] = frozenset(
+    {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_DISABLE_PIP_VERSION_CHECK"})
+
 KNOWN: frozenset[str] = frozenset(opt.env for opt in OPTIONS)
 SETTING_NAME = re.compile(r"\bZIPPROXY_[A-Z0-9_]+")
 
@@ -61,7 +66,7 @@ def settings_named(text: str) -> set[str]:
 
 
 def unknown_settings(names: Iterable[str], known: frozenset[str] = KNOWN) -> set[str]:
-    """Names that are not a setting zipproxy reads (every deploy file must name only those)."""
+    """Names that are not a setting zipproxy reads."""
     return set(names) - known
 
 
@@ -352,6 +357,39 @@ def test_the_name_check_rejects_an_invented_setting() -> None:
     text = "ENV ZIPPROXY_UPSTREAM=http://x ZIPPROXY_UPSTREAM_URL=http://x ORTHANC__ZIPPROXY_NO=1"
     assert settings_named(text) == {"ZIPPROXY_UPSTREAM", "ZIPPROXY_UPSTREAM_URL"}
     assert unknown_settings(settings_named(text)) == {"ZIPPROXY_UPSTREAM_URL"}
+
+
+def zipproxy_environments() -> dict[str, set[str]]:
+    """The variable names each deploy file gives the zipproxy container, from the structure
+    (Dockerfile ENV of the runtime stage, compose ``environment``, Kubernetes ``envFrom``
+    ConfigMaps and ``env``), whether or not they look like ``ZIPPROXY_*``."""
+    envs = {"Dockerfile": set(dockerfile()[-1].env())}
+    (compose,) = load_yaml(COMPOSE)
+    envs[COMPOSE.name] = set(compose_env(compose["services"]["zipproxy"]))
+    for path in MANIFESTS:
+        m = manifest(path)
+        container = m.container("zipproxy")
+        names = {item["name"] for item in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            names |= set(m.one("ConfigMap", source["configMapRef"]["name"])["data"])
+        envs[path.name] = names
+    return envs
+
+
+def test_the_zipproxy_container_gets_only_settings_zipproxy_reads() -> None:
+    """A misspelt key (``ZIPROXY_PORT``, ``ZIPPROXY-PORT``) escapes the ZIPPROXY_* text scan
+    above and is silently ignored at run time; here every name the container gets is either a
+    setting in OPTIONS or one of the few known non-settings, and those are all still used."""
+    non_settings: set[str] = set()
+    for where, names in zipproxy_environments().items():
+        others = names - KNOWN
+        assert others <= NOT_SETTINGS, (
+            f"{where} gives zipproxy {sorted(others - NOT_SETTINGS)}, which it does not read "
+            f"(zipproxy.config.OPTIONS has {sorted(KNOWN)})"
+        )
+        non_settings |= others
+        assert names & KNOWN, f"{where} sets no zipproxy setting at all"
+    assert non_settings == NOT_SETTINGS, f"unused in NOT_SETTINGS: {NOT_SETTINGS - non_settings}"
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
