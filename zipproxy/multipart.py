@@ -252,6 +252,6 @@ def _content_length(headers: dict[str, str]) -> int | None:
     raw = headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 15:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:  # "²".isdigit() too
         raise MultipartError("malformed Content-Length on a multipart part")
     return int(raw)
