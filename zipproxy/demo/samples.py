@@ -248,7 +248,7 @@ _SAMPLES: tuple[dict[str, Any], ...] = (
 
 
 def make_samples(out_dir: Path) -> list[StudyInfo]:
-    """The standard sample set (5 studies, 30 instances, well under 1 MiB in all).
+    """The standard sample set (5 studies, 25 instances, well under 1 MiB in all).
 
     0. CT, ``Doe^Jane``, no Specific Character Set: 2 series x 5 instances, 64x64 16-bit.
     1. MR, ``Müller^Jürgen`` (ISO_IR 192), German study description: 1 series x 3.
