@@ -116,7 +116,7 @@ def assemble(bodies: list[bytes], size: int | None, **kwargs: Any) -> tuple[byte
         zipper.close()
 
 
-def spool_files(directory: Path) -> list[str]:
+def spool_files(directory: Path | str) -> list[str]:
     """This process's open files in ``directory`` (spools are unlinked: only fds show them)."""
     found = []
     for fd in os.listdir("/proc/self/fd"):

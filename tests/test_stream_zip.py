@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
 import zipfile
 import zlib
@@ -23,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from dicomfactory import encode, make
 from pydicom.fileset import FileSet
+from test_assembler import spool_files
 from yarl import URL
 
 from zipproxy.config import Settings
@@ -57,17 +57,6 @@ def part(data: bytes) -> bytes:
 CLOSE = b"--%s--\r\n" % BOUNDARY.encode()
 
 
-def spool_files(directory: str) -> list[str]:
-    """This process's open files in ``directory`` (spools are unlinked: only fds show them)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(f"{directory}/"):
-            found.append(target)
-    return found
 
 
 @dataclass
