@@ -104,10 +104,8 @@ class ZipRoute:
     rendered: Resource | None = None  # …/studies/{study}[/series/{series}]/rendered
 
 
-def mentions_zip(request: web.Request) -> bool:
-    header = request.headers.get("Accept", "").lower()
-    params = accept_query_values(request.rel_url.raw_query_string)
-    return "zip" in header or any("zip" in p.lower() for p in params)
+def _mentions_zip(header: str, params: list[str]) -> bool:
+    return "zip" in header.lower() or any("zip" in p.lower() for p in params)
 
 
 def zip_route(request: web.Request, settings: Settings) -> ZipRoute | None:
@@ -118,12 +116,13 @@ def zip_route(request: web.Request, settings: Settings) -> ZipRoute | None:
        application/zip, or not (None), or refuses the request (400/406).
     3. The path names a resource, a search, or the renderings of a study or series."""
     raw_path = request.rel_url.raw_path
-    if (request.method not in ("GET", "HEAD") or "/studies" not in raw_path
-            or not mentions_zip(request)):
+    if request.method not in ("GET", "HEAD") or "/studies" not in raw_path:
         return None
-    zipreq = negotiate(request.headers.get("Accept"),
-                       accept_query_values(request.rel_url.raw_query_string),
-                       prefer_zip_on_tie=settings.prefer_zip_on_tie)
+    header = request.headers.get("Accept")
+    params = accept_query_values(request.rel_url.raw_query_string)
+    if not _mentions_zip(header or "", params):
+        return None
+    zipreq = negotiate(header, params, prefer_zip_on_tie=settings.prefer_zip_on_tie)
     if zipreq is None:
         return None
     if (resource := match_resource(raw_path)) is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,7 +105,7 @@ class _Study:
     accession_number: str = ""
     study_id: str | None = "1"
 
-    @property
+    @cached_property
     def study_uid(self) -> str:
         return make_uid(self.seed, "study")
 
