@@ -112,13 +112,13 @@ class DicomDirBuilder:
         sop_class, sop_uid, syntax = identity(scan)
         if sop_uid in self._instances:
             raise DuplicateInstance(f"SOP Instance UID {sop_uid} appears twice")
-        refs = [element(0x00041500, "CS", referenced.encode()),
-                element(0x00041510, "UI", sop_class.encode()),
-                element(0x00041511, "UI", sop_uid.encode()),
-                element(0x00041512, "UI", syntax.encode())]
+        refs = [(0x00041500, element(0x00041500, "CS", referenced.encode())),
+                (0x00041510, element(0x00041510, "UI", sop_class.encode())),
+                (0x00041511, element(0x00041511, "UI", sop_uid.encode())),
+                (0x00041512, element(0x00041512, "UI", syntax.encode()))]
         leaf_type = records.record_type(sop_class, scan.seen, stripped(scan, "Modality"))
         if leaf_type == "PRIVATE":
-            refs.append(element(0x00041432, "UI", sop_class.encode()))
+            refs.append((0x00041432, element(0x00041432, "UI", sop_class.encode())))
         # 2. Its entities: a root-level record has none (PS3.3 F.4).
         if records.is_root_level(leaf_type):
             parent = self._root
@@ -154,8 +154,7 @@ class DicomDirBuilder:
     def _merge(self, level: str, entity: Entity, scan: Scan, keywords: tuple[str, ...],
                charset: bytes) -> None:
         # Most instances of an entity repeat its keys exactly: one comparison settles them.
-        elements = scan.elements
-        last = (charset, *(elements.get(tag) for tag in _tags(keywords)))
+        last = (charset, *map(scan.elements.get, _tags(keywords)))
         if last == entity.last:
             return
         entity.last = last
@@ -326,13 +325,13 @@ def _one_charset(values: dict[str, Value]) -> tuple[dict[str, bytes], bytes]:
     return out, b"ISO_IR 192"
 
 
-def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes], extra: list[bytes]) -> bytes:
-    """An instance's own record: the PS3.3 F.5 keys of its type, from that instance."""
+def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes],
+                 elements: list[tuple[int, bytes]]) -> bytes:
+    """An instance's own record: the PS3.3 F.5 keys of its type, from that instance, after
+    ``elements`` (its references, by tag)."""
     verified = stripped(scan, "VerificationFlag") == b"VERIFIED"
-    elements = [(_tag_of_element(e), e) for e in extra]
     has_text = False
-    for keyword, key_type in KEYS[kind]:
-        tag, vr = tag_of(keyword), vr_of(keyword)
+    for keyword, tag, vr, key_type in _key_specs(kind):
         if keyword == "VerificationDateTime":  # Type 1C: required if VERIFIED (PS3.3 F.5.22)
             if not verified:
                 continue
@@ -340,7 +339,7 @@ def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes], extra: list[
                 stripped(scan, "ContentDate") + stripped(scan, "ContentTime")) or b"19000101"
             elements.append((tag, element(tag, vr, stamp)))
             continue
-        encoded = records.encoded(scan, keyword)
+        encoded = records.encoded(scan, tag, vr)
         if encoded is None and key_type == 3:
             continue
         if encoded is None:
@@ -354,9 +353,10 @@ def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes], extra: list[
     return _record(kind, elements, charset if needs else b"")
 
 
-def _tag_of_element(encoded: bytes) -> int:
-    group, elem = struct.unpack_from("<HH", encoded)
-    return int(group << 16 | elem)
+@functools.cache
+def _key_specs(kind: str) -> tuple[tuple[str, int, str, int], ...]:
+    """A record type's keys (PS3.3 F.5) with their tags and VRs: keyword, tag, VR, type."""
+    return tuple((kw, tag_of(kw), vr_of(kw), key_type) for kw, key_type in KEYS[kind])
 
 
 def scan_dates(scan: Scan) -> dict[str, bytes]:

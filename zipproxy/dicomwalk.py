@@ -28,6 +28,8 @@ LONG_VRS: Final = frozenset(vr.encode() for vr in (
 VRS: Final = LONG_VRS | frozenset(vr.encode() for vr in (
     "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL",
     "SS", "ST", "TM", "UI", "UL", "US"))
+# An element header's size by its VR (PS3.5 7.1.2): 12 bytes for the long VRs, 8 otherwise.
+_HEADER: Final = {vr: 12 if vr in LONG_VRS else 8 for vr in VRS}
 _WIDTH: Final = {b"US": 2, b"SS": 2, b"AT": 2, b"OW": 2, b"UL": 4, b"SL": 4, b"FL": 4,
                  b"OL": 4, b"OF": 4, b"FD": 8, b"OD": 8, b"SV": 8, b"UV": 8, b"OV": 8}
 _TAG: Final = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
@@ -44,9 +46,13 @@ class Wanted:
     tags: frozenset[int]
     sequences: frozenset[int] = frozenset()
     last: int = field(init=False)  # reading stops at the first top-level tag past this
+    # Tags and sequences in one dict, True for a value: the hot loop's one lookup per tag.
+    kept: dict[int, bool] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "last", max(self.tags | self.sequences, default=0))
+        object.__setattr__(self, "kept", {**dict.fromkeys(self.sequences, False),
+                                          **dict.fromkeys(self.tags, True)})
 
 
 class Element(NamedTuple):
@@ -151,7 +157,7 @@ class DataSetWalker:
         """The hot loop: top-level elements of defined length, little endian, stepped over or
         kept whole; return where :meth:`_step` must take over (anything else, or a cut)."""
         wanted = self.wanted
-        tags, sequences, last = wanted.tags, wanted.sequences, wanted.last
+        kept, last = wanted.kept, wanted.last
         elements = self.elements
         start, tag = pos, -1
         if self.implicit:
@@ -163,11 +169,11 @@ class DataSetWalker:
                     self.done = True
                     break
                 after = pos + 8 + length
-                if after > end or length == UNDEFINED or tag in tags or tag in sequences:
+                if after > end or length == UNDEFINED or tag in kept:
                     break
                 pos = after
         else:
-            head, u32, long_vrs = EXPLICIT_HEAD.unpack_from, U32[True].unpack_from, LONG_VRS
+            head, u32, header_size = EXPLICIT_HEAD.unpack_from, U32[True].unpack_from, _HEADER
             new = _TUPLE_NEW
             while end - pos >= 12:
                 group, elem, vr, length = head(view, pos)
@@ -175,20 +181,23 @@ class DataSetWalker:
                 if tag > last:
                     self.done = True
                     break
-                if vr in long_vrs:
+                # One lookup for the VR, one for the tag: the common element costs two.
+                size = header_size.get(vr)
+                if size == 12:
                     length = u32(view, pos + 8)[0]
                     after = pos + 12 + length
-                    if after > end or length == UNDEFINED or tag in tags or tag in sequences:
+                    if after > end or length == UNDEFINED or tag in kept:
                         break
-                elif tag in tags:
-                    after = pos + 8 + length
-                    if after > end or vr not in VRS:
-                        break
-                    elements[tag] = new(Element, (vr, bytes(view[pos + 8:after]), False, True))
                 else:
                     after = pos + 8 + length
-                    if after > end or group == 0xFFFE or tag in sequences or vr not in VRS:
+                    if size is None or after > end or group == 0xFFFE:
                         break
+                    keep = kept.get(tag)
+                    if keep is not None:
+                        if not keep:  # a sequence with a short VR: malformed, _step decides
+                            break
+                        elements[tag] = new(Element, (vr, bytes(view[pos + 8:after]), False,
+                                                      True))
                 pos = after
         self.last_tag = max(self.last_tag, tag)
         self._at += pos - start

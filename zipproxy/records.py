@@ -249,28 +249,32 @@ def charset(scan: Scan) -> bytes:
 
 def sequence(scan: Scan, keyword: str) -> Sequence | None:
     """A kept sequence, decoded by pydicom; None when missing, empty or unreadable."""
-    elem = scan.elements.get(tag_of(keyword))
+    return _sequence(scan, tag_of(keyword))
+
+
+def _sequence(scan: Scan, tag: int) -> Sequence | None:
+    elem = scan.elements.get(tag)
     if elem is None:
         return None
     try:
         with pydicom_quietly():
             ds = read_dataset(io.BytesIO(elem.value), elem.implicit, elem.little)
-            value = ds[tag_of(keyword)].value
+            value = ds[tag].value
     except Exception:  # pydicom raises many types on malformed data: the key is missing
         return None
     return value if isinstance(value, Sequence) and len(value) else None
 
 
-def encoded(scan: Scan, keyword: str) -> bytes | None:
+def encoded(scan: Scan, tag: int, vr: str) -> bytes | None:
     """The key's whole element in the DICOMDIR's syntax, or None if missing or empty."""
-    tag, vr = tag_of(keyword), vr_of(keyword)
     if vr in TEXT_VRS:
-        value = text(scan, keyword)
+        elem = scan.elements.get(tag)
+        value = elem.value if elem is not None and elem.vr in _TEXTUAL else b""
         if not value.strip(b" \x00") or (len(value) > 0xFFFF and vr not in EXPLICIT_VR_LENGTH_32):
             return None
         return element(tag, vr, value)
     if vr == "SQ":
-        items = sequence(scan, keyword)
+        items = _sequence(scan, tag)
         return None if items is None else pydicom_element(charset(scan), tag, vr, items)
     elem = scan.elements.get(tag)
     width = _WIDTH.get(vr, 1)
