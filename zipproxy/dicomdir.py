@@ -48,7 +48,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Final
 
-from pydicom.charset import decode_bytes
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
 
 from . import __version__, records
@@ -320,8 +319,7 @@ def _one_charset(values: dict[str, Value]) -> tuple[dict[str, bytes], bytes]:
         return {kw: v for kw, (v, _) in values.items()}, extended.pop()
     out = {}
     for keyword, (value, cs) in values.items():
-        names = cs.decode("ascii", "replace").split("\\") if cs else ["ISO_IR 6"]
-        out[keyword] = decode_bytes(value, names, set()).encode("utf-8")
+        out[keyword] = records.to_utf8(value, cs)
     return out, b"ISO_IR 192"
 
 

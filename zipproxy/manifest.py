@@ -6,6 +6,10 @@ name. Each row ends with the entry's ``size`` and ``crc32``: the CRC-32 the ZIP 
 transit or on disk at no cost. ``?manifest=sha256`` adds a ``sha256`` column for those who
 need a cryptographic digest (to compare with a hash kept elsewhere, or against tampering); it
 costs about 0.6 CPU-s per GiB. Rows are spooled (:mod:`zipproxy.spool`), not kept in RAM.
+
+A row costs a few microseconds: of its key columns only SOPInstanceUID and InstanceNumber are
+the instance's own as a rule; the rest are its series', rendered again only when the elements
+they come from change (they are the cache key, so no instance ever gets another's values).
 """
 
 from __future__ import annotations
@@ -15,10 +19,8 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-from pydicom.charset import decode_bytes
-
-from .dicomscan import Scan
-from .records import charset, tag_of
+from .dicomscan import Element, Scan
+from .records import charset, tag_of, to_utf8
 from .spool import Spool
 
 KEY_COLUMNS: Final = (
@@ -31,8 +33,18 @@ CHECKSUMS: Final = ("crc32", "sha256")  # what ?manifest= may ask for (and true/
 _FORMULA_START: Final = (b"=", b"+", b"-", b"@", b"\t", b"\r")
 _FLUSH: Final = 64 * 1024
 _SPECIAL: Final = re.compile(rb'[",\r\n]')  # what makes a CSV cell need quotes
-_TAGS: Final = tuple(tag_of(kw) for kw in KEY_COLUMNS if kw != "TransferSyntaxUID")
-_NUMBERS: Final = frozenset({tag_of("Rows"), tag_of("Columns")})
+# A row is path, the key columns, size and checksums. Of the key columns an instance has two
+# of its own, SOPInstanceUID and InstanceNumber; the others are its series' (and the Transfer
+# Syntax, as a rule): rendered once per series, with the elements they came from as the key.
+_BEFORE: Final = tuple(map(tag_of, ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")))
+_SOP_INSTANCE: Final = tag_of("SOPInstanceUID")
+_BETWEEN: Final = tuple(map(tag_of, ("SOPClassUID", "Modality", "SeriesNumber")))
+_INSTANCE_NUMBER: Final = tag_of("InstanceNumber")
+_NUMBER_TAGS: Final = (tag_of("Rows"), tag_of("Columns"))
+_NUMBER_OF_FRAMES: Final = tag_of("NumberOfFrames")
+_SHARED_TAGS: Final = (*_BEFORE, *_BETWEEN, *_NUMBER_TAGS, _NUMBER_OF_FRAMES,
+                       tag_of("SpecificCharacterSet"))
+_PLAIN: Final = re.compile(rb'[^",\r\n\x80-\xff]*')  # ASCII that needs no quotes
 _PATIENT_ID: Final = tag_of("PatientID")
 # Where a column comes from when the data set lacks it: the File Meta Information.
 _META_FALLBACK: Final = {tag_of("SOPClassUID"): 0x00020002, tag_of("SOPInstanceUID"): 0x00020003}
@@ -49,28 +61,45 @@ def _csv(cell: bytes) -> bytes:
     return cell
 
 
-def _cells(scan: Scan) -> list[bytes]:
-    """The key columns of one instance, UTF-8, from the scanner's raw values."""
-    elements, meta = scan.elements, scan.meta
-    out = []
-    for tag in _TAGS:
-        elem = elements.get(tag)
-        if tag in _NUMBERS:  # Rows, Columns: US, little endian as the scanner keeps numbers
-            value = elem.value if elem is not None else b""
-            out.append(b"%d" % int.from_bytes(value[:2], "little") if len(value) >= 2 else b"")
-            continue
-        raw = elem.value.strip(b" \x00") if elem is not None else b""
-        if not raw and tag in _META_FALLBACK:
-            raw = meta.get(_META_FALLBACK[tag], b"").strip(b" \x00")
-        if not raw.isascii():  # a PatientID in the instance's character set (PS3.5 6.1)
-            names = charset(scan).decode("ascii", "replace").split("\\")
-            raw = decode_bytes(raw, names or ["ISO_IR 6"], set()).encode("utf-8")
-        if tag == _PATIENT_ID:  # the one free-text column (LO); the rest are UI, CS, IS
-            raw = _csv(b"'" + raw if raw.startswith(_FORMULA_START) else raw)
-        elif not raw.isalnum() and _SPECIAL.search(raw):  # a malformed value, quoted
-            raw = _csv(raw)
-        out.append(raw)
-    return out
+def _shared_cells(scan: Scan) -> tuple[bytes, bytes, bytes]:
+    """The columns an instance shares with the rest of its series, CSV-ready, in the three runs
+    that the row puts around its own SOPInstanceUID and InstanceNumber."""
+    get = scan.elements.get
+
+    def cell(tag: int) -> bytes:
+        elem = get(tag)
+        return _cell(scan, tag, elem.value.strip(b" \x00") if elem is not None else b"")
+
+    syntax = scan.meta.get(0x00020010, b"").strip(b" \x00")
+    return (b",".join(map(cell, _BEFORE)), b",".join(map(cell, _BETWEEN)),
+            b",".join([_csv(syntax) if _SPECIAL.search(syntax) else syntax,
+                       *(_number(get(tag)) for tag in _NUMBER_TAGS), cell(_NUMBER_OF_FRAMES)]))
+
+
+def _own_cell(scan: Scan, tag: int) -> bytes:
+    """SOPInstanceUID or InstanceNumber: plain ASCII as a rule, else the rules of _cell."""
+    elem = scan.elements.get(tag)
+    raw = elem.value.strip(b" \x00") if elem is not None else b""
+    return raw if raw and _PLAIN.fullmatch(raw) else _cell(scan, tag, raw)
+
+
+def _cell(scan: Scan, tag: int, raw: bytes) -> bytes:
+    if not raw and tag in _META_FALLBACK:
+        raw = scan.meta.get(_META_FALLBACK[tag], b"").strip(b" \x00")
+    if not raw.isascii():  # a PatientID in the instance's character set (PS3.5 6.1)
+        raw = to_utf8(raw, charset(scan))
+    if tag == _PATIENT_ID:  # the one free-text column (LO); the rest are UI, CS, IS
+        return _csv(b"'" + raw if raw.startswith(_FORMULA_START) else raw)
+    if not raw.isalnum() and _SPECIAL.search(raw):  # a malformed value, quoted
+        return _csv(raw)
+    return raw
+
+
+def _number(elem: Element | None) -> bytes:
+    """Rows, Columns: US, little endian as the scanner keeps numbers; b"" when missing."""
+    if elem is None or len(elem.value) < 2:
+        return b""
+    return b"%d" % int.from_bytes(elem.value[:2], "little")
 
 
 class Manifest:
@@ -82,6 +111,8 @@ class Manifest:
         self._spool = Spool(spool_dir)
         self._rows = bytearray(b",".join(c.encode() for c in columns(sha256)) + b"\r\n")
         self._hash: hashlib._Hash | None = None
+        self._key: tuple[object, ...] = ()  # what the shared cells were rendered from
+        self._shared = (b"", b"", b"")
         self.rows = 0
 
     def start(self) -> None:
@@ -93,16 +124,19 @@ class Manifest:
             self._hash.update(data)
 
     def end(self, path: str, scan: Scan, size: int, crc: int) -> None:
-        cells = _cells(scan)
-        syntax = scan.meta.get(0x00020010, b"").strip(b" \x00")
-        if _SPECIAL.search(syntax):
-            syntax = _csv(syntax)
-        row = [path.encode(), *cells[:8], syntax, *cells[8:], b"%d" % size,
-               b"%08x" % crc]
+        meta = scan.meta
+        key = (*map(scan.elements.get, _SHARED_TAGS), meta.get(0x00020002),
+               meta.get(0x00020010))
+        if key != self._key:
+            self._key, self._shared = key, _shared_cells(scan)
+        before, between, after = self._shared
+        self._rows += b"%b,%b,%b,%b,%b,%b,%d,%08x" % (
+            path.encode(), before, _own_cell(scan, _SOP_INSTANCE), between,
+            _own_cell(scan, _INSTANCE_NUMBER), after, size, crc)
         if self._hash is not None:
-            row.append(self._hash.hexdigest().encode())
+            self._rows += b",%b" % self._hash.hexdigest().encode()
             self._hash = None
-        self._rows += b",".join(row) + b"\r\n"
+        self._rows += b"\r\n"
         self.rows += 1
         if len(self._rows) >= _FLUSH:
             self._flush()

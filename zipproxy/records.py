@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from pydicom._uid_dict import UID_dictionary
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -304,6 +304,14 @@ def latest_verification(scan: Scan) -> bytes:
     stamps = [str(item.get("VerificationDateTime", "") or "").strip() for item in items]
     stamps = [s for s in stamps if s]
     return max(stamps, key=lambda s: s[:14].ljust(14, "0")).encode() if stamps else b""
+
+
+def to_utf8(value: bytes, charset_: bytes) -> bytes:
+    """Text in the Specific Character Set ``charset_`` (b"": the default repertoire), as UTF-8
+    (PS3.5 6.1). pydicom decodes; what it cannot map it replaces, so this never fails."""
+    names = charset_.decode("ascii", "replace").split("\\") if charset_ else ["ISO_IR 6"]
+    with pydicom_quietly():
+        return decode_bytes(value, names, set()).encode("utf-8", "replace")
 
 
 def is_extended(values: Iterable[bytes]) -> bool:
