@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 import re
 import struct
 import uuid
@@ -51,7 +52,7 @@ from typing import Final
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
 
 from . import __version__, records
-from .dicomscan import Scan
+from .dicomscan import Element, Scan
 from .dirlayout import Entity, Layout, Value
 from .errors import DuplicateInstance, InstanceError
 from .records import KEYS, element, stripped, tag_of, text, vr_of
@@ -78,9 +79,19 @@ _SERIES_KEYWORDS: Final = tuple(kw for kw, _ in KEYS["SERIES"])
 CONFLICTS_KEPT: Final = 100  # conflicts listed for the log; the count goes on
 
 
-@functools.cache
-def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
-    return tuple(tag_of(keyword) for keyword in keywords)
+# What the STUDY and SERIES records are made of, the character set included.
+_ENTITY_TAGS: Final = tuple(dict.fromkeys(map(tag_of, ("SpecificCharacterSet",
+                                                      *_STUDY_KEYWORDS, *_SERIES_KEYWORDS))))
+_STUDY_UID: Final = tag_of("StudyInstanceUID")
+_SERIES_UID: Final = tag_of("SeriesInstanceUID")
+
+
+def _uid_value(elements: dict[int, Element], tag: int) -> bytes:
+    """A text element's value, stripped; b"" when missing or not text (as records.text)."""
+    elem = elements.get(tag)
+    if elem is None or elem.vr not in records.TEXTUAL:
+        return b""
+    return elem.value.strip(b" \x00")
 
 class DicomDirBuilder:
     """Collect directory records instance by instance; ``build()`` streams the DICOMDIR."""
@@ -94,6 +105,8 @@ class DicomDirBuilder:
         self._studies: dict[bytes, Entity] = {}
         self._root = Entity(b"", 0)  # root-level records (PS3.3 F.4), in its offsets/sizes
         self._instances: set[str] = set()
+        self._last_series: Entity | None = None  # the series of the last instance, by UIDs
+        self._last_uids: tuple[bytes, bytes] = (b"", b"")
         self._conflicted: set[tuple[int, str]] = set()  # (id of the entity, keyword)
         self.conflict_notes: list[str] = []  # "STUDY 1.2.3 StudyDescription", at most 100
 
@@ -104,7 +117,10 @@ class DicomDirBuilder:
         self._spool.close()
 
     def add(self, scan: Scan, file_id: tuple[str, ...]) -> None:
-        referenced = "\\".join(file_id) if all(isinstance(c, str) for c in file_id) else ""
+        try:
+            referenced = "\\".join(file_id)
+        except TypeError:
+            referenced = ""
         if not _FILE_ID.fullmatch(referenced):
             raise ValueError(f"invalid File ID {file_id!r} (PS3.10 8.2)")
         # 1. The leaf's references (PS3.3 F.3.2.2): File ID, SOP Class/Instance, Syntax.
@@ -112,51 +128,54 @@ class DicomDirBuilder:
         if sop_uid in self._instances:
             raise DuplicateInstance(f"SOP Instance UID {sop_uid} appears twice")
         refs = [(0x00041500, element(0x00041500, "CS", referenced.encode())),
-                (0x00041510, element(0x00041510, "UI", sop_class.encode())),
+                (0x00041510, _uid_element(0x00041510, sop_class)),
                 (0x00041511, element(0x00041511, "UI", sop_uid.encode())),
-                (0x00041512, element(0x00041512, "UI", syntax.encode()))]
-        leaf_type = records.record_type(sop_class, scan.seen, stripped(scan, "Modality"))
+                (0x00041512, _uid_element(0x00041512, syntax))]
+        leaf_type = _known_record_type(sop_class) or records.record_type(
+            sop_class, scan.seen, stripped(scan, "Modality"))
         if leaf_type == "PRIVATE":
-            refs.append((0x00041432, element(0x00041432, "UI", sop_class.encode())))
+            refs.append((0x00041432, _uid_element(0x00041432, sop_class)))
         # 2. Its entities: a root-level record has none (PS3.3 F.4).
-        if records.is_root_level(leaf_type):
-            parent = self._root
-            index = len(parent.offsets) + 1
-        else:
-            parent = self._entities(scan)
-            index = len(parent.offsets) + 1
+        parent = self._root if records.is_root_level(leaf_type) else self._entities(scan)
         # 3. The leaf record, spooled.
-        supplied = {"InstanceNumber": b"%d" % index,
-                    "MIMETypeOfEncapsulatedDocument": _MIME.get(sop_class,
-                                                                b"application/octet-stream")}
-        leaf = _leaf_record(leaf_type, scan, supplied, refs)
+        leaf = _leaf_record(leaf_type, scan, _Supplied(len(parent.offsets) + 1, sop_class), refs)
         parent.offsets.append(self._spool.append(leaf))
         parent.sizes.append(len(leaf))
         self._instances.add(sop_uid)
 
     def _entities(self, scan: Scan) -> Entity:
         """The instance's study and series, their values merged with the instance's."""
-        study_uid = stripped(scan, "StudyInstanceUID")
+        elements = scan.elements
+        study_uid, series_uid = _uid_value(elements, _STUDY_UID), _uid_value(elements, _SERIES_UID)
+        series = self._last_series
+        if series is None or (study_uid, series_uid) != self._last_uids:
+            series = self._series(study_uid, series_uid)
+            self._last_series, self._last_uids = series, (study_uid, series_uid)
+        # Most instances repeat the keys of the last instance of their series exactly: one
+        # comparison settles both entities (merging the same values again changes nothing).
+        last = tuple(map(elements.get, _ENTITY_TAGS))
+        if last != series.last:
+            series.last = last
+            charset = records.charset(scan)
+            assert series.parent is not None
+            self._merge("STUDY", series.parent, scan, _STUDY_KEYWORDS, charset)
+            self._merge("SERIES", series, scan, _SERIES_KEYWORDS, charset)
+        return series
+
+    def _series(self, study_uid: bytes, series_uid: bytes) -> Entity:
         study = self._studies.get(study_uid)
         if study is None:
             study = self._studies[study_uid] = Entity(study_uid, len(self._studies) + 1)
-        series_uid = stripped(scan, "SeriesInstanceUID") or generate_uid(
+        series_uid = series_uid or generate_uid(
             prefix=None, entropy_srcs=[study_uid.decode("ascii", "replace"), "series"]).encode()
         series = study.children.get(series_uid)
         if series is None:
             series = study.children[series_uid] = Entity(series_uid, len(study.children) + 1)
-        charset = records.charset(scan)
-        self._merge("STUDY", study, scan, _STUDY_KEYWORDS, charset)
-        self._merge("SERIES", series, scan, _SERIES_KEYWORDS, charset)
+            series.parent = study
         return series
 
     def _merge(self, level: str, entity: Entity, scan: Scan, keywords: tuple[str, ...],
                charset: bytes) -> None:
-        # Most instances of an entity repeat its keys exactly: one comparison settles them.
-        last = (charset, *map(scan.elements.get, _tags(keywords)))
-        if last == entity.last:
-            return
-        entity.last = last
         values = entity.values
         for keyword in keywords:
             value = text(scan, keyword)
@@ -246,17 +265,44 @@ class DicomDirBuilder:
 def identity(scan: Scan) -> tuple[str, str, str]:
     """SOP Class, SOP Instance and Transfer Syntax UIDs: the meta's, else the data set's."""
     meta = scan.meta
-
-    def pick(meta_tag: int, keyword: str) -> str:
-        value = meta.get(meta_tag, b"").strip(b" \x00") or stripped(scan, keyword)
-        return value.decode("ascii", "replace")
-
-    sop_class = pick(0x00020002, "SOPClassUID")
-    sop_uid = pick(0x00020003, "SOPInstanceUID")
+    sop_class = (meta.get(0x00020002, b"").strip(b" \x00")
+                 or stripped(scan, "SOPClassUID")).decode("ascii", "replace")
+    sop_uid = (meta.get(0x00020003, b"").strip(b" \x00")
+               or stripped(scan, "SOPInstanceUID")).decode("ascii", "replace")
     syntax = meta.get(0x00020010, b"").strip(b" \x00").decode("ascii", "replace")
     if not (sop_class and sop_uid and syntax):
         raise InstanceError("instance lacks its SOP Class, SOP Instance or Transfer Syntax UID")
     return sop_class, sop_uid, syntax
+
+
+@functools.lru_cache(maxsize=256)
+def _uid_element(tag: int, uid: str) -> bytes:
+    """A UID reference, encoded once per ZIP for the few SOP Classes and syntaxes it holds."""
+    return element(tag, "UI", uid.encode())
+
+
+@functools.lru_cache(maxsize=256)
+def _known_record_type(sop_class: str) -> str | None:
+    """The record type of a SOP Class that decides it alone (see records.record_type)."""
+    if records.is_known_sop_class(sop_class):
+        return records.record_type(sop_class)
+    return None
+
+
+class _Supplied:
+    """What a leaf's Type 1 keys fall back on, worked out only when a key is missing."""
+
+    __slots__ = ("index", "sop_class")
+
+    def __init__(self, index: int, sop_class: str) -> None:
+        self.index, self.sop_class = index, sop_class
+
+    def get(self, keyword: str) -> bytes | None:
+        if keyword == "InstanceNumber":
+            return b"%d" % self.index
+        if keyword == "MIMETypeOfEncapsulatedDocument":
+            return _MIME.get(self.sop_class, b"application/octet-stream")
+        return None
 
 
 def _patient_id(study: Entity) -> bytes:
@@ -323,15 +369,14 @@ def _one_charset(values: dict[str, Value]) -> tuple[dict[str, bytes], bytes]:
     return out, b"ISO_IR 192"
 
 
-def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes],
+def _leaf_record(kind: str, scan: Scan, supplied: _Supplied,
                  elements: list[tuple[int, bytes]]) -> bytes:
     """An instance's own record: the PS3.3 F.5 keys of its type, from that instance, after
     ``elements`` (its references, by tag)."""
-    verified = stripped(scan, "VerificationFlag") == b"VERIFIED"
     has_text = False
     for keyword, tag, vr, key_type in _key_specs(kind):
         if keyword == "VerificationDateTime":  # Type 1C: required if VERIFIED (PS3.3 F.5.22)
-            if not verified:
+            if stripped(scan, "VerificationFlag") != b"VERIFIED":
                 continue
             stamp = records.latest_verification(scan) or (
                 stripped(scan, "ContentDate") + stripped(scan, "ContentTime")) or b"19000101"
@@ -346,9 +391,10 @@ def _leaf_record(kind: str, scan: Scan, supplied: dict[str, bytes],
             encoded = element(tag, vr, value)
         elements.append((tag, encoded))
         has_text = has_text or vr in records.CHARSET_VRS
+    if not has_text or kind in records.NO_CHARSET:
+        return _record(kind, elements, b"")
     charset = records.charset(scan)
-    needs = has_text and charset not in (b"", b"ISO_IR 6") and kind not in records.NO_CHARSET
-    return _record(kind, elements, charset if needs else b"")
+    return _record(kind, elements, charset if charset not in (b"", b"ISO_IR 6") else b"")
 
 
 @functools.cache
@@ -365,8 +411,12 @@ def _record(kind: str, elements: list[tuple[int, bytes]], charset: bytes) -> byt
     """A record's item value, its elements in tag order (PS3.5 7.1)."""
     if charset:
         elements.append((0x00080005, element(0x00080005, "CS", charset)))
-    elements.sort(key=lambda e: e[0])
-    return b"".join([_record_head(kind), *(encoded for _, encoded in elements)])
+    elements.sort(key=_BY_TAG)
+    return b"".join([_record_head(kind), *map(_ENCODED, elements)])
+
+
+_BY_TAG: Final = operator.itemgetter(0)
+_ENCODED: Final = operator.itemgetter(1)
 
 
 @functools.cache

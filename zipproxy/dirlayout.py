@@ -26,13 +26,14 @@ Value = tuple[bytes, bytes]  # (value as the instance encoded it, its Specific C
 class Entity:
     """A STUDY or a SERIES: the first value of each key among its instances, and below it."""
 
-    __slots__ = ("children", "index", "last", "offsets", "sizes", "uid", "values")
+    __slots__ = ("children", "index", "last", "offsets", "parent", "sizes", "uid", "values")
 
     def __init__(self, uid: bytes, index: int) -> None:
         self.uid, self.index = uid, index
         self.values: dict[str, Value] = {}
-        self.last: tuple[object, ...] = ()  # the key elements of the last instance merged
+        self.last: tuple[object, ...] = ()  # a series: the entity keys of its last instance
         self.children: dict[bytes, Entity] = {}  # a study's series
+        self.parent: Entity | None = None  # a series' study
         self.offsets = array("Q")  # a series' leaf records in the spool ...
         self.sizes = array("I")  # ... and their lengths
 
@@ -102,9 +103,10 @@ class Layout:
             if isinstance(record, Entity):
                 at = offsets[index]
                 runs = len(record.sizes)
-                for n, (offset, size) in enumerate(zip(record.offsets, record.sizes,
-                                                       strict=True)):
-                    leaf = bytearray(spool.read(offset, size))
+                for n, (size, stored) in enumerate(zip(
+                        record.sizes, spool.records(record.offsets, record.sizes),
+                        strict=True)):
+                    leaf = bytearray(stored)
                     # The next leaf of the run follows this one; the run's last leaf links
                     # to the run's next sibling (a root-level run), else to nothing.
                     nxt = at + 8 + size if n + 1 < runs else _link(self.next[index], offsets)

@@ -97,7 +97,7 @@ TEXT_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT
                              "ST", "TM", "UC", "UI", "UR", "UT"})
 CHARSET_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN", "SQ"})  # PS3.5 6.1.2.3
 # The VRs a text key may come with: its own, none (Implicit VR), or UN (PS3.5 6.2.2).
-_TEXTUAL: Final = frozenset({b"", b"UN", *(vr.encode() for vr in TEXT_VRS)})
+TEXTUAL: Final = frozenset({b"", b"UN", *(vr.encode() for vr in TEXT_VRS)})
 _WIDTH: Final = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4}
 DATE_SOURCES: Final = ("Series", "Content", "Acquisition", "Study", "InstanceCreation")
 _STORAGE: Final = "1.2.840.10008.5.1.4.1.1."
@@ -175,6 +175,11 @@ def record_type(sop_class: str, present: Iterable[int] = (), modality: bytes = b
     return "IMAGE" if tag_of("Rows") in seen else "PRIVATE"
 
 
+def is_known_sop_class(sop_class: str) -> bool:
+    """Whether ``sop_class`` alone decides its record type (see :func:`record_type`)."""
+    return sop_class in _SINGLE_LEVEL_SOP_CLASSES or sop_class in _SOP_CLASS_RECORDS
+
+
 def is_root_level(record: str) -> bool:
     """Single-level SOP Classes are records of the root directory entity (PS3.3 F.4)."""
     return record in _SINGLE_LEVEL_SOP_CLASSES.values()
@@ -201,7 +206,7 @@ def vr_of(keyword: str) -> str:
 def wanted_for(sop_class: str) -> Wanted:
     """What the scanner keeps of an instance of ``sop_class``: its record's keys, the entity
     keys, the manifest's columns and the sources of supplied values (PS3.3 F.5)."""
-    known = sop_class in _SINGLE_LEVEL_SOP_CLASSES or sop_class in _SOP_CLASS_RECORDS
+    known = is_known_sop_class(sop_class)
     kinds = [record_type(sop_class)] if known else list(KEYS)  # unknown: any record type
     keywords = {*_ALWAYS, *(kw for kind in (*ENTITY_TYPES, *kinds) for kw, _ in KEYS[kind])}
     if not known:
@@ -236,7 +241,7 @@ def text(scan: Scan, keyword: str) -> bytes:
     """A text value as the instance encoded it, b"" when missing or not text (a text key
     written with a binary VR by a broken writer is unusable)."""
     elem = scan.elements.get(TAGS[keyword])
-    return elem.value if elem is not None and elem.vr in _TEXTUAL else b""
+    return elem.value if elem is not None and elem.vr in TEXTUAL else b""
 
 
 def stripped(scan: Scan, keyword: str) -> bytes:
@@ -269,7 +274,7 @@ def encoded(scan: Scan, tag: int, vr: str) -> bytes | None:
     """The key's whole element in the DICOMDIR's syntax, or None if missing or empty."""
     if vr in TEXT_VRS:
         elem = scan.elements.get(tag)
-        value = elem.value if elem is not None and elem.vr in _TEXTUAL else b""
+        value = elem.value if elem is not None and elem.vr in TEXTUAL else b""
         if not value.strip(b" \x00") or (len(value) > 0xFFFF and vr not in EXPLICIT_VR_LENGTH_32):
             return None
         return element(tag, vr, value)

@@ -13,11 +13,12 @@ blocking disk wait); the reads at the end of a large ZIP run in a worker thread.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 MEMORY: Final = 256 * 1024  # bytes kept in RAM before the spool moves to a file
 PIECE: Final = 256 * 1024  # bytes read back at a time
+GATHER: Final = 64 * 1024  # appends gathered before they go to the file (one call, not many)
 
 
 class Spool:
@@ -28,28 +29,48 @@ class Spool:
         # Closed by close(): the spool lives as long as its ZIP, across many calls.
         self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=memory, dir=directory or None)
+        self._gathered = bytearray()
+        self._gather = min(GATHER, memory)
         self.size = 0
 
     def append(self, data: bytes) -> int:
         """Store ``data``; return its offset."""
         offset = self.size
-        self._file.write(data)
+        self._gathered += data
         self.size += len(data)
+        if len(self._gathered) >= self._gather:
+            self._flush()
         return offset
-
-    def read(self, offset: int, size: int) -> bytes:
-        self._file.seek(offset)
-        return self._file.read(size)
 
     def pieces(self, size: int = PIECE) -> Iterator[bytes]:
         """Everything stored, in order, ``size`` bytes at a time."""
+        self._flush()
         self._file.seek(0)
         while piece := self._file.read(size):
             yield piece
+
+    def records(self, offsets: Iterable[int], sizes: Iterable[int]) -> Iterator[bytes]:
+        """The records stored at ``offsets`` with ``sizes``, in that order. Records that follow
+        one another in the spool (as a series' do) are read together, up to PIECE at a time."""
+        self._flush()
+        block, start = b"", 0  # what was read last, and where it starts
+        for offset, size in zip(offsets, sizes, strict=True):
+            at = offset - start
+            if at < 0 or at + size > len(block):
+                start, at = offset, 0
+                self._file.seek(offset)
+                block = self._file.read(max(size, PIECE))
+            yield block[at:at + size]
+
+    def _flush(self) -> None:
+        if self._gathered:
+            self._file.write(self._gathered)
+            self._gathered.clear()
 
     @property
     def on_disk(self) -> bool:
         return bool(getattr(self._file, "_rolled", False))
 
     def close(self) -> None:
+        self._gathered = bytearray()
         self._file.close()  # idempotent
