@@ -27,6 +27,7 @@ from .archive import ArchiveWriter, Buffer
 from .dicomdir import DicomDirBuilder
 from .dicomscan import DicomScanner, Element, Scan
 from .errors import InstanceError, MultipartError, NoInstances
+from .layouts import Layouts
 from .manifest import Manifest
 from .multipart import Event, PartData, PartStart
 from .records import tag_of, wanted_for
@@ -107,6 +108,7 @@ class ZipAssembler:
         self._manifest = (Manifest(sha256=manifest == "sha256", spool_dir=spool_dir)
                           if manifest else None)
         self._layout = Layout()
+        self._layouts = Layouts()  # data set layouts of the instances so far (see layouts)
         self._readme = readme
         self._header_limit = header_limit
         self._hold_limit = hold_limit
@@ -139,7 +141,8 @@ class ZipAssembler:
                 if not _is_dicom_part(event.headers):
                     raise InstanceError("upstream part is not application/dicom "
                                         f"({event.headers.get('content-type', '')[:60]!r})")
-                scanner = DicomScanner(wanted_for, limit=self._header_limit)
+                scanner = DicomScanner(wanted_for, limit=self._header_limit,
+                                       layouts=self._layouts)
                 self._part = _Part(scanner, event.content_length)
                 if self._manifest is not None:
                     self._manifest.start()

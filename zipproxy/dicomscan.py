@@ -36,6 +36,7 @@ from typing import Final
 
 from .dicomwalk import EXPLICIT_HEAD, LONG_VRS, U32, VRS, DataSetWalker, Element, Wanted
 from .errors import InstanceError
+from .layouts import Layouts, record
 
 __all__ = ["DicomScanner", "Element", "Scan", "Wanted"]
 
@@ -68,9 +69,11 @@ class DicomScanner:
     ``wanted_for(sop_class_uid)`` says what to keep; it is asked once the meta is read.
     """
 
-    def __init__(self, wanted_for: Callable[[str], Wanted], limit: int = 4 << 20) -> None:
+    def __init__(self, wanted_for: Callable[[str], Wanted], limit: int = 4 << 20,
+                 layouts: Layouts | None = None) -> None:
         self._wanted_for = wanted_for
         self._limit = limit
+        self._layouts = layouts  # of the ZIP's earlier instances (see zipproxy.layouts)
         self._meta_buffer = b""  # the start of the file, when the meta spans chunks
         self._meta: dict[int, bytes] = {}
         self._data_set: DataSetWalker | None = None
@@ -89,10 +92,27 @@ class DicomScanner:
                 continue
             if self._inflater is not None:
                 self._inflate(view)
+            elif self._layouts is not None and data_set.fresh and data_set.little and (
+                    not data_set.implicit):
+                self._first_view(data_set, self._layouts, view)
             else:
                 data_set.feed(view)
             self.done = data_set.done
         return self.done
+
+    @staticmethod
+    def _first_view(data_set: DataSetWalker, layouts: Layouts, view: memoryview) -> None:
+        """The data set's first bytes: read by a known layout when one matches, else walked
+        (and, when the walk was plain, its layout learned for the next instances)."""
+        found = layouts.match(data_set.wanted, view, 0, len(view))
+        if found is not None:
+            data_set.adopt(*found)
+            return
+        data_set.feed(view)
+        if data_set.done and not data_set.problem and layouts.learning:
+            layout = record(view, 0, len(view), data_set.wanted)
+            if layout is not None:
+                layouts.learn(data_set.wanted, layout)
 
     @property
     def elements(self) -> dict[int, Element]:
