@@ -23,7 +23,7 @@ from pydicom.fileset import FileSet
 
 from zipproxy import dicomdir
 from zipproxy.archive import Buffer
-from zipproxy.assembler import ZipAssembler
+from zipproxy.assembler import Layout, ZipAssembler
 from zipproxy.errors import InstanceError, MultipartError, NoInstances
 from zipproxy.multipart import MultipartSplitter
 from zipproxy.spool import Spool
@@ -341,3 +341,23 @@ def test_uids_beyond_the_hold_limit(tmp_path: Path, size: int | None) -> None:
         assert len(study) == 1
     finally:
         fs._stage["t"].cleanup()
+
+
+def test_file_id_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PS3.10 8.2: 8 characters a component, so 999,999 studies, series and instances (here
+    3): the next one fails the ZIP rather than getting a name that is too long."""
+    monkeypatch.setattr("zipproxy.assembler._MAX_INDEX", 3)
+    layout = Layout()
+    assert [layout.file_id(b"1", b"1")[3] for _ in range(3)] == ["IM000001", "IM000002",
+                                                                 "IM000003"]
+    with pytest.raises(InstanceError, match="instances in one series"):
+        layout.file_id(b"1", b"1")
+    assert layout.file_id(b"1", b"3") == ("DICOM", "ST000001", "SE000002", "IM000001")
+    layout.file_id(b"1", b"4")
+    with pytest.raises(InstanceError, match="series in one study"):
+        layout.file_id(b"1", b"5")
+    layout.file_id(b"2", b"1")
+    layout.file_id(b"3", b"1")
+    with pytest.raises(InstanceError, match="studies in one ZIP"):
+        layout.file_id(b"4", b"1")
+    assert layout.series == 5

@@ -155,3 +155,16 @@ def test_boundary_from_content_type(value: str, boundary: str) -> None:
 def test_bad_content_types(value: str | None) -> None:
     with pytest.raises(MultipartError):
         boundary_from_content_type(value)
+
+
+def test_parts_with_the_same_header_block_share_one_parsed_event() -> None:
+    """Parsed once per distinct header block; a changed block is parsed again."""
+    body = (b"--b\r\nContent-Type: application/dicom\r\nContent-Length: 3\r\n\r\nabc\r\n"
+            b"--b\r\nContent-Type: application/dicom\r\nContent-Length: 3\r\n\r\ndef\r\n"
+            b"--b\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\ngh\r\n--b--\r\n")
+    starts = [e for e in MultipartSplitter("b").feed(body) if isinstance(e, PartStart)]
+    assert starts[0] is starts[1] and starts[2] is not starts[1]
+    assert [(s.headers["content-type"], s.content_length) for s in starts] == [
+        ("application/dicom", 3), ("application/dicom", 3), ("text/plain", 2)]
+    with pytest.raises(TypeError):
+        starts[0].headers["content-type"] = "x"  # type: ignore[index]

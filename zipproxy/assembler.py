@@ -19,7 +19,7 @@ number of instances; :meth:`ZipAssembler.close` removes the spools.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,6 +38,16 @@ _STUDY: Final = tag_of("StudyInstanceUID")
 _SERIES: Final = tag_of("SeriesInstanceUID")
 
 
+class _Series:
+    """A series' File ID components up to its own, and how many instances it has so far."""
+
+    __slots__ = ("instances", "prefix")
+
+    def __init__(self, study: int, series: int) -> None:
+        self.prefix = (ROOT, f"ST{study:06d}", f"SE{series:06d}")
+        self.instances = 0
+
+
 @dataclass
 class Layout:
     """File IDs ``DICOM/STnnnnnn/SEnnnnnn/IMnnnnnn`` (PS3.10 8.2, 8.5; PS3.12 Annex V).
@@ -48,26 +58,30 @@ class Layout:
     series per study and instances per series.
     """
 
-    studies: dict[bytes, tuple[int, dict[bytes, list[int]]]] = field(default_factory=dict)
+    studies: dict[bytes, tuple[int, dict[bytes, _Series]]] = field(default_factory=dict)
 
     def file_id(self, study_uid: bytes, series_uid: bytes) -> tuple[str, str, str, str]:
         study = self.studies.get(study_uid)
         if study is None:
+            if len(self.studies) >= _MAX_INDEX:
+                raise InstanceError("more than 999,999 studies in one ZIP")
             study = self.studies[study_uid] = (len(self.studies) + 1, {})
         series = study[1].get(series_uid)
         if series is None:
-            series = study[1][series_uid] = [len(study[1]) + 1, 0]
-        series[1] += 1
-        if max(study[0], series[0], series[1]) > _MAX_INDEX:
-            raise InstanceError("more than 999,999 studies, series or instances in one level")
-        return (ROOT, f"ST{study[0]:06d}", f"SE{series[0]:06d}", f"IM{series[1]:06d}")
+            if len(study[1]) >= _MAX_INDEX:
+                raise InstanceError("more than 999,999 series in one study")
+            series = study[1][series_uid] = _Series(study[0], len(study[1]) + 1)
+        if series.instances >= _MAX_INDEX:
+            raise InstanceError("more than 999,999 instances in one series")
+        series.instances += 1
+        return (*series.prefix, f"IM{series.instances:06d}")
 
     @property
     def series(self) -> int:
         return sum(len(s[1]) for s in self.studies.values())
 
 
-def _is_dicom_part(headers: dict[str, str]) -> bool:
+def _is_dicom_part(headers: Mapping[str, str]) -> bool:
     ctype = headers.get("content-type", "application/dicom")  # PS3.18: the default is the type=
     return ctype.split(";", 1)[0].strip().lower() == "application/dicom"
 
@@ -113,6 +127,7 @@ class ZipAssembler:
         self._header_limit = header_limit
         self._hold_limit = hold_limit
         self._part: _Part | None = None
+        self._dicom_start: PartStart | None = None  # the last part start checked, and passed
         # Per-byte work that is heavy enough for a worker thread (AES, real deflate).
         self.heavy = password is not None or deflate_level > 0
         self.started = False  # True once the first entry opened: ZIP bytes follow
@@ -138,9 +153,10 @@ class ZipAssembler:
             elif isinstance(event, PartStart):
                 if self._part is not None:  # pragma: no cover - the splitter ends parts
                     raise MultipartError("a part began inside a part")
-                if not _is_dicom_part(event.headers):
+                if event is not self._dicom_start and not _is_dicom_part(event.headers):
                     raise InstanceError("upstream part is not application/dicom "
                                         f"({event.headers.get('content-type', '')[:60]!r})")
+                self._dicom_start = event  # the splitter repeats an event for the same headers
                 scanner = DicomScanner(wanted_for, limit=self._header_limit,
                                        layouts=self._layouts)
                 self._part = _Part(scanner, event.content_length)

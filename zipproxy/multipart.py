@@ -13,8 +13,9 @@ The splitter does no I/O: ``feed()`` takes whatever the network delivered and re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from .errors import MultipartError
@@ -27,7 +28,7 @@ _BOUNDARY_RE: Final = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$")
 
 @dataclass(frozen=True, slots=True)
 class PartStart:
-    headers: dict[str, str]  # lower-cased names
+    headers: Mapping[str, str]  # lower-cased names; shared by parts with the same header block
     content_length: int | None
 
 
@@ -85,6 +86,8 @@ class MultipartSplitter:
         self._at_start = True
         self._preamble = 0  # bytes of preamble seen: a body that never shows a boundary fails early
         self._remaining: int | None = None  # body bytes still due when the part has a length
+        self._last_raw = b""  # the last part's header block, and its event
+        self._last_start: PartStart | None = None
         self.parts = 0
         self._steps: dict[str, Callable[[bytes, memoryview, int, list[Event]], int]] = {
             "preamble": self._preamble_step, "boundary": self._boundary_line,
@@ -212,9 +215,14 @@ class MultipartSplitter:
                     raise MultipartError("multipart part headers too large")
                 return self._stash(chunk, pos)
             raw, pos = chunk[pos:end], end + 4
-        headers = _parse_headers(raw)
-        self._remaining = _content_length(headers)
-        events.append(PartStart(headers, self._remaining))
+        # The parts of one answer repeat their header fields as a rule: parsed once.
+        start = self._last_start
+        if start is None or raw != self._last_raw:
+            headers = _parse_headers(raw)
+            start = self._last_start = PartStart(headers, _content_length(headers))
+            self._last_raw = raw
+        self._remaining = start.content_length
+        events.append(start)
         self.parts += 1
         self._state = "body"
         if self._remaining == 0:
@@ -236,7 +244,7 @@ class MultipartSplitter:
             )
 
 
-def _parse_headers(raw: bytes) -> dict[str, str]:
+def _parse_headers(raw: bytes) -> Mapping[str, str]:
     headers: dict[str, str] = {}
     for line in raw.split(b"\r\n"):
         if not line:
@@ -245,10 +253,10 @@ def _parse_headers(raw: bytes) -> dict[str, str]:
         if not sep or not name.strip() or name != name.strip():
             raise MultipartError("malformed multipart part header")
         headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
-    return headers
+    return MappingProxyType(headers)
 
 
-def _content_length(headers: dict[str, str]) -> int | None:
+def _content_length(headers: Mapping[str, str]) -> int | None:
     raw = headers.get("content-length")
     if raw is None:
         return None
