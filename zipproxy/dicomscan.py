@@ -74,6 +74,8 @@ class DicomScanner:
         self._wanted_for = wanted_for
         self._limit = limit
         self._layouts = layouts  # of the ZIP's earlier instances (see zipproxy.layouts)
+        self._found: dict[int, Element] | None = None  # what a layout read, if one did
+        self._data_start: int | None = None
         self._meta_buffer = b""  # the start of the file, when the meta spans chunks
         self._meta: dict[int, bytes] = {}
         self._data_set: DataSetWalker | None = None
@@ -83,50 +85,59 @@ class DicomScanner:
     def feed(self, data: bytes | memoryview) -> bool:
         if self.done:
             return True
-        views = [memoryview(data)]
-        if self._data_set is None:
-            views = self._read_meta(views[0])
+        view = memoryview(data)
+        layouts = self._layouts
+        learn = False
+        if layouts is not None and self._data_set is None and not self._meta_buffer:
+            # The instance's first bytes: read by a layout of an earlier instance if one fits.
+            found = layouts.match(view, PREFIX) if bytes(view[128:PREFIX]) == b"DICM" else None
+            if found is not None:
+                self._meta, self._found, _ = found
+                self.done = True
+                return True
+            learn = layouts.learning
+        views = self._read_meta(view) if self._data_set is None else [view]
         data_set = self._data_set
-        for view in views:
-            if data_set is None or data_set.done or not view:
+        for part in views:
+            if data_set is None or data_set.done or not part:
                 continue
             if self._inflater is not None:
-                self._inflate(view)
-            elif self._layouts is not None and data_set.fresh and data_set.little and (
-                    not data_set.implicit):
-                self._first_view(data_set, self._layouts, view)
+                self._inflate(part)
             else:
-                data_set.feed(view)
+                data_set.feed(part)
             self.done = data_set.done
+        if learn and self.done:
+            self._learn(view)
         return self.done
 
-    @staticmethod
-    def _first_view(data_set: DataSetWalker, layouts: Layouts, view: memoryview) -> None:
-        """The data set's first bytes: read by a known layout when one matches, else walked
-        (and, when the walk was plain, its layout learned for the next instances)."""
-        found = layouts.match(data_set.wanted, view, 0, len(view))
-        if found is not None:
-            data_set.adopt(*found)
+    def _learn(self, view: memoryview) -> None:
+        """The instance was read whole from its first chunk: keep its layout, if plain."""
+        data_set, start = self._data_set, self._data_start
+        if (data_set is None or start is None or data_set.problem or self._inflater is not None
+                or data_set.implicit or not data_set.little or self._layouts is None):
             return
-        data_set.feed(view)
-        if data_set.done and not data_set.problem and layouts.learning:
-            layout = record(view, 0, len(view), data_set.wanted)
-            if layout is not None:
-                layouts.learn(data_set.wanted, layout)
+        layout = record(view, PREFIX, start, data_set.wanted, _META_KEPT)
+        if layout is not None:
+            self._layouts.learn(layout)
 
     @property
     def elements(self) -> dict[int, Element]:
         """The top-level elements kept so far."""
+        if self._found is not None:
+            return self._found
         return self._data_set.elements if self._data_set is not None else {}
 
     def knows(self, tag: int) -> bool:
         """Whether the value of top-level ``tag`` is known (kept, or surely absent)."""
+        if self.done:
+            return True
         data_set = self._data_set
-        return data_set is not None and (data_set.done or data_set.last_tag > tag
-                                         or tag in data_set.elements)
+        return data_set is not None and (data_set.last_tag > tag or tag in data_set.elements)
 
     def finish(self) -> Scan:
         """The instance ended; raises :class:`InstanceError` unless it was a Part-10 file."""
+        if self._found is not None:  # read by a layout: every wanted element it has is kept
+            return Scan(self._meta, self._found, frozenset(self._found), "")
         if self._data_set is None:
             self._read_meta(memoryview(b""), final=True)
         data_set = self._data_set
@@ -156,6 +167,7 @@ class DicomScanner:
         if not syntax:
             raise InstanceError("File Meta Information lacks TransferSyntaxUID")
         self._meta, self._meta_buffer = meta, b""
+        self._data_start = None if held else end  # where the data set starts in this view
         self._data_set = DataSetWalker(self._wanted_for(_text(meta.get(MEDIA_STORAGE_SOP_CLASS,
                                                                    b""))),
                                   syntax == _IMPLICIT_LE, syntax != _EXPLICIT_BE, self._limit)

@@ -116,20 +116,6 @@ class DataSetWalker:
         self._relationship: bytes | None = None
         self._kept = 0
 
-    @property
-    def fresh(self) -> bool:
-        """Nothing fed yet."""
-        return self._at == 0 and self._first and not self._carry
-
-    def adopt(self, elements: dict[int, Element], stop: int, tag: int) -> None:
-        """What :mod:`zipproxy.layouts` read in one go: the kept elements up to ``stop``, the
-        offset of the first element past the last wanted tag (``tag``)."""
-        self.elements = elements
-        self._first = False
-        self._at = stop
-        self.last_tag = tag
-        self.done = True
-
     def stop(self, problem: str) -> None:
         self.problem = self.problem or problem
         self.done = True

@@ -1,24 +1,26 @@
-"""Data set layouts learned from the earlier instances of a ZIP: compare, don't walk.
+"""Header layouts learned from the earlier instances of a ZIP: compare, don't walk.
 
 The instances of a series come from one writer and share their header's layout: the same
-elements in the same order, most with the same lengths. The walker of :mod:`zipproxy.dicomwalk`
+elements in the same order, most with the same lengths. The scanner of :mod:`zipproxy.dicomscan`
 steps through every element header in Python, about half a microsecond each; a layout checks a
 run of element headers with one ``struct`` unpack and one tuple comparison, both in C, and takes
 the kept values with one more unpack.
 
-A :class:`Layout` is recorded from a data set that the walker would read element by element in
-its hot loop (Explicit VR Little Endian, top level, defined lengths, no kept long-VR value, no
-sequence and no item before the stop), up to the first element past the last wanted tag. It is
-used for a later data set only when every element header up to that stop is equal, tag, VR and
-length (PS3.5 7.1.2): the bytes then have the same structure, so the kept values sit at the same
-offsets and the walker would have kept exactly these. Anything else (one header that differs, a
-chunk too short) is a miss, and the walker reads the data set as always.
+A :class:`Layout` is recorded from an instance whose File Meta Information (PS3.10 7.1) and data
+set the scanner read element by element in its hot loops: the data set in Explicit VR Little
+Endian, top level, defined lengths, no kept long-VR value, no sequence and no item before the
+stop, the first element past the last wanted tag. It is used for a later instance only when
+every element header from the File Meta to that stop is equal, tag, VR and length (PS3.5
+7.1.2), and its SOP Class and Transfer Syntax are the same: the bytes then have the same
+structure, so the kept values sit at the same offsets and the scanner would have kept exactly
+these. Anything else (one header that differs, a first chunk too short) is a miss, and the
+scanner reads the instance as always.
 
 Elements whose length changes between instances (a SOPInstanceUID that grows a digit, an
 ImagePositionPatient) are marked *volatile* when a miss shows it: their header is read and
 checked one by one, and the runs between them stay one comparison each. A ZIP keeps a few
-layouts per set of wanted tags; when misses outweigh hits it stops learning, so a study of
-ever-changing layouts costs at most a few extra walks.
+layouts; when misses outweigh hits it stops learning, so a study of ever-changing layouts
+costs at most a few extra walks.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from typing import Final, NamedTuple
 
 from .dicomwalk import _HEADER, EXPLICIT_HEAD, U32, UNDEFINED, Element, Wanted
 
-KEPT_PER_WANTED: Final = 4  # layouts kept for one set of wanted tags (series of one study)
+KEPT: Final = 8  # layouts kept per ZIP, most recently used first (a study's series)
 _TAG: Final = struct.Struct("<HH")
+_SOP_CLASS: Final = 0x00020002  # MediaStorageSOPClassUID: which keys the scanner keeps
+_SYNTAX: Final = 0x00020010  # TransferSyntaxUID: how the data set is encoded
 _NEW: Final = tuple.__new__
 
 
@@ -66,19 +70,25 @@ class _Volatile(NamedTuple):
 
 
 class Layout:
-    """The element headers of one data set up to its stop, and the plan that checks them."""
+    """The element headers of one instance from its File Meta to its stop, and the plan that
+    checks them. The first ``len(meta_tags)`` kept values are the File Meta's."""
 
-    def __init__(self, specs: list[_Spec]) -> None:
-        self.specs = specs
+    def __init__(self, specs: list[_Spec], meta: list[_Spec], wanted: Wanted,
+                 sop_class: bytes, syntax: bytes) -> None:
+        self.specs = [*meta, *specs]
+        self.wanted = wanted
+        self.sop_class, self.syntax = sop_class, syntax  # as the File Meta holds them
         self.volatile: set[int] = set()
+        self.meta_tags = tuple(s.group << 16 | s.elem for s in meta if s.keep)
         self.kept_tags = tuple(s.group << 16 | s.elem for s in specs if s.keep)
         self.kept_vrs = tuple(s.vr for s in specs if s.keep)
         self.plan: list[_Run | _Volatile] = []
         self._compile()
 
     def same_elements(self, other: Layout) -> bool:
-        """The same headers but for their lengths."""
-        return len(self.specs) == len(other.specs) and all(
+        """The same headers but for their lengths, for the same SOP Class and syntax."""
+        return (self.wanted is other.wanted and self.sop_class == other.sop_class
+                and self.syntax == other.syntax and len(self.specs) == len(other.specs)) and all(
             (a.group, a.elem, a.vr, a.size, a.keep) == (b.group, b.elem, b.vr, b.size, b.keep)
             for a, b in zip(self.specs, other.specs, strict=True))
 
@@ -90,9 +100,10 @@ class Layout:
             self.volatile |= changed
             self._compile()
 
-    def match(self, view: memoryview, pos: int, end: int, last: int
-              ) -> tuple[dict[int, Element], int, int] | None:
-        """``(kept elements, offset of the stop element, its tag)``, or None on any doubt."""
+    def match(self, view: memoryview, pos: int, end: int
+              ) -> tuple[dict[int, bytes], dict[int, Element], int] | None:
+        """``(File Meta values, kept data set elements, the stop's tag)``, or None on any
+        doubt."""
         values: list[bytes] = []
         for step in self.plan:
             if type(step) is _Run:
@@ -122,12 +133,16 @@ class Layout:
             return None
         group, elem = _TAG.unpack_from(view, pos)
         tag = group << 16 | elem
-        if tag <= last:
+        if tag <= self.wanted.last:
             return None
+        meta = dict(zip(self.meta_tags, values, strict=False))
+        if meta.get(_SOP_CLASS) != self.sop_class or meta.get(_SYNTAX) != self.syntax:
+            return None  # another SOP Class (other keys) or syntax, in the same layout
         elements = dict(zip(self.kept_tags, map(
-            _NEW, repeat(Element), zip(self.kept_vrs, values, repeat(False), repeat(True))),
+            _NEW, repeat(Element),
+            zip(self.kept_vrs, values[len(self.meta_tags):], repeat(False), repeat(True))),
             strict=True))
-        return elements, pos, tag
+        return meta, elements, tag
 
     def _compile(self) -> None:
         """Runs of fixed elements between the volatile ones, each as two struct formats."""
@@ -152,16 +167,60 @@ class Layout:
         self.plan = plan
 
 
-def record(view: memoryview, pos: int, end: int, wanted: Wanted) -> Layout | None:
-    """The layout of the data set at ``pos``, if the walker's hot loop would read all of it up
-    to the stop within ``view`` (the rules of ``DataSetWalker._run``); else None."""
+def record(view: memoryview, meta_start: int, data_set: int, wanted: Wanted,
+           meta_kept: frozenset[int]) -> Layout | None:
+    """The layout of the instance in ``view``, whose File Meta elements run from
+    ``meta_start`` to ``data_set`` (``meta_kept``: the element numbers of group 0002 that are
+    kept), if the scanner would read all of it up to the stop within ``view`` in its hot
+    loops (the rules of ``_parse_meta`` and ``DataSetWalker._run``); else None."""
+    meta: list[_Spec] = []
+    pos = meta_start
+    while pos < data_set:
+        if data_set - pos < 8:
+            return None
+        group, elem, vr, length = EXPLICIT_HEAD.unpack_from(view, pos)
+        size = _HEADER.get(vr)
+        if group != 0x0002 or size is None:
+            return None
+        if size == 12:
+            length = U32[True].unpack_from(view, pos + 8)[0]
+        keep = elem in meta_kept
+        if keep and size == 12:
+            return None
+        meta.append(_Spec(group, elem, vr, length, size, keep))
+        pos += size + length
+    if pos != data_set:
+        return None
+    values = {s.group << 16 | s.elem: s for s in meta}
+    sop_class, syntax = values.get(_SOP_CLASS), values.get(_SYNTAX)
+    if sop_class is None or syntax is None:
+        return None
+    specs = _data_set(view, data_set, len(view), wanted)
+    if specs is None:
+        return None
+    return Layout(specs, meta, wanted, _value(view, meta_start, meta, sop_class),
+                  _value(view, meta_start, meta, syntax))
+
+
+def _value(view: memoryview, start: int, meta: list[_Spec], spec: _Spec) -> bytes:
+    """The value of ``spec``, one of the ``meta`` elements from ``start``."""
+    pos = start
+    for s in meta:
+        if s is spec:
+            return bytes(view[pos + s.size:pos + s.size + s.length])
+        pos += s.size + s.length
+    raise ValueError("not an element of meta")
+
+
+def _data_set(view: memoryview, pos: int, end: int, wanted: Wanted) -> list[_Spec] | None:
+    """The data set's element headers up to the stop, by the rules of the walker's hot loop."""
     kept, last = wanted.kept, wanted.last
     specs: list[_Spec] = []
     while end - pos >= 12:
         group, elem, vr, length = EXPLICIT_HEAD.unpack_from(view, pos)
         tag = group << 16 | elem
         if tag > last:
-            return Layout(specs)
+            return specs
         size = _HEADER.get(vr)
         if size is None or group == 0xFFFE:
             return None
@@ -181,44 +240,40 @@ def record(view: memoryview, pos: int, end: int, wanted: Wanted) -> Layout | Non
 
 
 class Layouts:
-    """The layouts of one ZIP, per set of wanted tags (one per SOP Class, from
-    ``records.wanted_for``), most recently used first."""
+    """The layouts of one ZIP's instances, most recently used first."""
 
     def __init__(self) -> None:
-        self._by_wanted: dict[int, tuple[Wanted, list[Layout]]] = {}
+        self._layouts: list[Layout] = []
         self.hits = 0
         self.misses = 0
 
-    def match(self, wanted: Wanted, view: memoryview, pos: int, end: int
-              ) -> tuple[dict[int, Element], int, int] | None:
-        entry = self._by_wanted.get(id(wanted))
-        if entry is not None and entry[0] is wanted:
-            layouts = entry[1]
-            for i, layout in enumerate(layouts):
-                found = layout.match(view, pos, end, wanted.last)
-                if found is not None:
-                    if i:
-                        layouts.insert(0, layouts.pop(i))
-                    self.hits += 1
-                    return found
+    def match(self, view: memoryview, start: int
+              ) -> tuple[dict[int, bytes], dict[int, Element], int] | None:
+        """The instance in ``view`` (its File Meta at ``start``) read by a known layout."""
+        layouts = self._layouts
+        end = len(view)
+        for i, layout in enumerate(layouts):
+            found = layout.match(view, start, end)
+            if found is not None:
+                if i:
+                    layouts.insert(0, layouts.pop(i))
+                self.hits += 1
+                return found
         self.misses += 1
         return None
 
     @property
     def learning(self) -> bool:
-        """Worth recording a missed data set: not while misses outweigh hits."""
+        """Worth recording a missed instance: not while misses outweigh hits."""
         return self.misses <= 16 + self.hits
 
-    def learn(self, wanted: Wanted, layout: Layout) -> None:
+    def learn(self, layout: Layout) -> None:
         """Keep ``layout``: as volatile lengths of a known one with the same elements, or new."""
-        entry = self._by_wanted.get(id(wanted))
-        if entry is None or entry[0] is not wanted:
-            entry = self._by_wanted[id(wanted)] = (wanted, [])
-        layouts = entry[1]
+        layouts = self._layouts
         for i, known in enumerate(layouts):
             if known.same_elements(layout):
                 known.widen(layout)
                 layouts.insert(0, layouts.pop(i))
                 return
         layouts.insert(0, layout)
-        del layouts[KEPT_PER_WANTED:]
+        del layouts[KEPT:]
