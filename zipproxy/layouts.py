@@ -26,7 +26,7 @@ costs at most a few extra walks.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from typing import Final, NamedTuple
 
@@ -84,6 +84,13 @@ class Layout:
         self.kept_vrs = tuple(s.vr for s in specs if s.keep)
         self.plan: list[_Run | _Volatile] = []
         self._compile()
+        # Most kept values repeat from instance to instance (the patient's, the study's, the
+        # series'): their elements are made once and shared; only those seen to change (the
+        # SOPInstanceUID, the InstanceNumber) are made for each instance.
+        self._changing: tuple[int, ...] = ()  # positions among the kept data set values
+        self._stable: tuple[int, ...] = tuple(range(len(self.kept_tags)))
+        self._stable_values: tuple[bytes, ...] | None = None
+        self._stable_elements: dict[int, Element] = {}
 
     def same_elements(self, other: Layout) -> bool:
         """The same headers but for their lengths, for the same SOP Class and syntax."""
@@ -138,11 +145,26 @@ class Layout:
         meta = dict(zip(self.meta_tags, values, strict=False))
         if meta.get(_SOP_CLASS) != self.sop_class or meta.get(_SYNTAX) != self.syntax:
             return None  # another SOP Class (other keys) or syntax, in the same layout
-        elements = dict(zip(self.kept_tags, map(
-            _NEW, repeat(Element),
-            zip(self.kept_vrs, values[len(self.meta_tags):], repeat(False), repeat(True))),
-            strict=True))
+        kept = values[len(self.meta_tags):]
+        if tuple(map(kept.__getitem__, self._stable)) == self._stable_values:
+            elements = self._stable_elements.copy()
+            elements.update(_elements(self.kept_tags, self.kept_vrs, kept, self._changing))
+        else:
+            elements = dict(_elements(self.kept_tags, self.kept_vrs, kept,
+                                      range(len(kept))))
+            self._restabilize(kept, elements)
         return meta, elements, tag
+
+    def _restabilize(self, kept: list[bytes], elements: dict[int, Element]) -> None:
+        """Values that differ from the last stable ones are changing from now on."""
+        last = self._stable_values
+        if last is not None:
+            changed = {i for i, old in zip(self._stable, last, strict=True) if kept[i] != old}
+            self._changing = tuple(sorted({*self._changing, *changed}))
+            self._stable = tuple(i for i in self._stable if i not in changed)
+        self._stable_values = tuple(map(kept.__getitem__, self._stable))
+        self._stable_elements = {self.kept_tags[i]: elements[self.kept_tags[i]]
+                                 for i in self._stable}
 
     def _compile(self) -> None:
         """Runs of fixed elements between the volatile ones, each as two struct formats."""
@@ -165,6 +187,16 @@ class Layout:
             plan.append(_Run(struct.Struct(heads).unpack_from, tuple(expected),
                              struct.Struct(values).unpack_from, span))
         self.plan = plan
+
+
+def _elements(tags: tuple[int, ...], vrs: tuple[bytes, ...], values: list[bytes],
+              positions: Iterable[int]) -> Iterator[tuple[int, Element]]:
+    """(tag, Element) of the kept values at ``positions``, the Elements made in C."""
+    at = list(positions)
+    return zip(map(tags.__getitem__, at), map(
+        _NEW, repeat(Element),
+        zip(map(vrs.__getitem__, at), map(values.__getitem__, at), repeat(False),
+            repeat(True))), strict=True)
 
 
 def record(view: memoryview, meta_start: int, data_set: int, wanted: Wanted,
