@@ -175,9 +175,14 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None
 async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The response body as the network delivers it; failures become UpstreamBodyError."""
     content = resp.content
+    idle = _IdleBody.take_over(resp)
     try:
         while True:
+            if idle is not None:
+                idle.since = idle.loop.time()  # waiting for the upstream from now on
             chunk = await content.readany()
+            if idle is not None:
+                idle.since = None
             if not chunk:
                 return
             yield chunk
@@ -186,3 +191,50 @@ async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     except (aiohttp.ClientError, OSError) as exc:
         reason = f"upstream connection failed mid-body ({type(exc).__name__})"
         raise UpstreamBodyError(reason) from exc
+    finally:
+        if idle is not None:
+            idle.cancel()
+
+
+class _IdleBody:
+    """The read timeout of a body, checked by one timer a second instead of per read.
+
+    aiohttp restarts a timer for every read it receives (a handle made, one cancelled and
+    kept on the heap): a read of 1 MiB at a time still makes a thousand a GiB. Here the
+    connection's own read timeout is switched off once the headers are in, and a timer that
+    runs every ``min(1, timeout / 4)`` seconds fails the body with :class:`TimeoutError`
+    when the loop above has waited ``timeout`` seconds for the upstream. Time the consumer
+    spends elsewhere (sending to a slow client) does not count, as aiohttp does not count it
+    either (reading is paused then)."""
+
+    def __init__(self, content: aiohttp.StreamReader, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.content = content
+        self.timeout = timeout
+        self.since: float | None = None
+        self._every = min(1.0, timeout / 4)
+        self._timer: asyncio.TimerHandle | None = self.loop.call_later(self._every, self._check)
+
+    @classmethod
+    def take_over(cls, resp: aiohttp.ClientResponse) -> _IdleBody | None:
+        connection = resp.connection
+        protocol = connection.protocol if connection is not None else None
+        timeout = protocol.read_timeout if protocol is not None else None
+        if protocol is None or not timeout:
+            return None
+        protocol.read_timeout = None  # from the next read on (see ResponseHandler)
+        return cls(resp.content, timeout)
+
+    def _check(self) -> None:
+        since = self.since
+        if since is not None and self.loop.time() - since >= self.timeout:
+            self._timer = None
+            self.content.set_exception(TimeoutError("upstream sent no bytes for "
+                                                    f"{self.timeout:g} s"))
+            return
+        self._timer = self.loop.call_later(self._every, self._check)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
