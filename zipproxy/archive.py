@@ -362,5 +362,6 @@ class ArchiveWriter:
         return self._track(self._entry.write(data))
 
     def _track(self, pieces: list[Buffer]) -> list[Buffer]:
-        self._zs._pos += sum(map(len, pieces))
+        if pieces:
+            self._zs._pos += sum(map(len, pieces))
         return pieces

@@ -89,7 +89,7 @@ def _is_dicom_part(headers: Mapping[str, str]) -> bool:
 class _Part:
     """The part being read: its scanner, the chunks held until it is named, its entry."""
 
-    __slots__ = ("held", "held_bytes", "length", "name", "scanner", "size")
+    __slots__ = ("held", "held_bytes", "length", "name", "path", "scanner", "size")
 
     def __init__(self, scanner: DicomScanner, length: int | None) -> None:
         self.scanner = scanner
@@ -97,7 +97,8 @@ class _Part:
         self.size = 0
         self.held: list[memoryview] = []
         self.held_bytes = 0
-        self.name: tuple[str, ...] | None = None  # its File ID, once the entry is open
+        self.name: tuple[str, ...] | None = None  # its File ID, once the entry is open ...
+        self.path = ""  # ... and its entry's name
 
 
 class ZipAssembler:
@@ -121,6 +122,8 @@ class ZipAssembler:
         self._dicomdir = DicomDirBuilder(file_set_id, spool_dir)
         self._manifest = (Manifest(sha256=manifest == "sha256", spool_dir=spool_dir)
                           if manifest else None)
+        # The manifest, when it reads every byte of the entries (a SHA-256 column).
+        self._hasher = self._manifest if manifest == "sha256" else None
         self._layout = Layout()
         self._layouts = Layouts()  # data set layouts of the instances so far (see layouts)
         self._readme = readme
@@ -160,8 +163,8 @@ class ZipAssembler:
                 scanner = DicomScanner(wanted_for, limit=self._header_limit,
                                        layouts=self._layouts)
                 self._part = _Part(scanner, event.content_length)
-                if self._manifest is not None:
-                    self._manifest.start()
+                if self._hasher is not None:
+                    self._hasher.start()
             else:  # PartEnd
                 out += self._end()
         return out
@@ -174,13 +177,13 @@ class ZipAssembler:
         scanner = part.scanner
         if not scanner.done:
             scanner.feed(data)
-        if part.name is not None:
-            if self._manifest is not None:
-                self._manifest.update(data)
+        if part.path:
+            if self._hasher is not None:
+                self._hasher.update(data)
             return self._writer.write(data)
         part.held.append(data)
         part.held_bytes += len(data)
-        if (scanner.knows(_STUDY) and scanner.knows(_SERIES)) or (
+        if scanner.done or (scanner.knows(_STUDY) and scanner.knows(_SERIES)) or (
                 part.held_bytes > self._hold_limit):
             return self._open(part, scanner)
         return []
@@ -193,11 +196,12 @@ class ZipAssembler:
             out += self._writer.add("README.TXT", self._readme, plain=True)
         elements = scan.elements if scan is not None else scanner.elements
         part.name = self._layout.file_id(_value(elements, _STUDY), _value(elements, _SERIES))
-        out += self._writer.open("/".join(part.name), part.length)
+        part.path = "/".join(part.name)
+        out += self._writer.open(part.path, part.length)
         for data in part.held:
             out += self._writer.write(data)
-            if self._manifest is not None:
-                self._manifest.update(data)
+            if self._hasher is not None:
+                self._hasher.update(data)
         part.held = []
         return out
 
@@ -215,7 +219,7 @@ class ZipAssembler:
         pieces, crc = self._writer.close()
         self._dicomdir.add(scan, part.name)
         if self._manifest is not None:
-            self._manifest.end("/".join(part.name), scan, part.size, crc)
+            self._manifest.end(part.path, scan, part.size, crc)
         self.instances += 1
         return out + pieces
 

@@ -180,9 +180,12 @@ def is_known_sop_class(sop_class: str) -> bool:
     return sop_class in _SINGLE_LEVEL_SOP_CLASSES or sop_class in _SOP_CLASS_RECORDS
 
 
+_ROOT_LEVEL: Final = frozenset(map(str, _SINGLE_LEVEL_SOP_CLASSES.values()))
+
+
 def is_root_level(record: str) -> bool:
     """Single-level SOP Classes are records of the root directory entity (PS3.3 F.4)."""
-    return record in _SINGLE_LEVEL_SOP_CLASSES.values()
+    return record in _ROOT_LEVEL
 
 
 class _Tags(dict[str, int]):
