@@ -83,7 +83,7 @@ async def _zip_pieces(plan: Plan, upstream: Upstream, headers: CIMultiDict[str],
         yield batch
 
 
-def _take(pieces: Iterator[Buffer], size: int = 1 << 20) -> list[Buffer]:
+def _take(pieces: Iterator[Buffer], size: int = 256 * 1024) -> list[Buffer]:
     """The next ``size`` bytes or so of ``pieces``."""
     out: list[Buffer] = []
     total = 0
