@@ -29,6 +29,7 @@ from yarl import URL
 
 from zipproxy.app import READY_TIMEOUT, create_app
 from zipproxy.config import OPTIONS, Settings, load
+from zipproxy.zipresponse import STREAM_BUFFERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -610,12 +611,13 @@ def test_zipproxy_memory_is_sized_from_its_settings(path: Path) -> None:
     resources = m.container("zipproxy")["resources"]
     request = quantity(resources["requests"]["memory"])
     limit = quantity(resources["limits"]["memory"])
-    per_stream = settings.hold_limit + settings.header_limit
+    # A stream's held instance and header budget, and its I/O buffers (zipresponse).
+    per_stream = settings.hold_limit + settings.header_limit + STREAM_BUFFERS
     worst = settings.workers * (BASELINE_RSS + settings.max_streams * per_stream)
-    assert (request, limit) == (128 * MIB, 512 * MIB)
-    assert per_stream == 12 * MIB and settings.max_streams == 32 and worst == 484 * MIB
+    assert (request, limit) == (144 * MIB, 704 * MIB)
+    assert per_stream == 18.5 * MIB and settings.max_streams == 32 and worst == 692 * MIB
     assert limit >= worst, f"limit {limit / MIB} MiB < {worst / MIB} MiB the settings allow"
-    assert request >= settings.workers * BASELINE_RSS
+    assert request >= settings.workers * (BASELINE_RSS + 2 * per_stream)
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)

@@ -25,6 +25,8 @@ from .errors import (
 
 ERROR_BODY_LIMIT: Final = 64 * 1024
 RECV_SIZE: Final = 1024 * 1024  # bytes asked of the socket per read of an upstream body
+# aiohttp's read buffer for a body; it pauses reading when twice this is waiting to be read.
+READ_BUFFER: Final = 2 * 1024 * 1024
 
 
 def session_timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
@@ -39,7 +41,7 @@ def make_session(connect: float, read: float) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the client, not to the proxy
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
-        read_bufsize=2 << 20,
+        read_bufsize=READ_BUFFER,
     )
 
 

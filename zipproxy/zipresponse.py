@@ -26,9 +26,14 @@ from aiohttp.http_writer import StreamWriter
 from .archive import Buffer
 from .errors import ClientStalled
 from .keys import RESPONSE, SENT, STALLED
+from .upstream import READ_BUFFER, RECV_SIZE
 
 SEND_BUFFER: Final = 1024 * 1024  # bytes the transport may queue before write() waits
 WRITE_MIN: Final = 512 * 1024  # pieces are joined into writes of at most about this size
+# What one stream's I/O may hold at once: the upstream's body waiting to be read (up to twice
+# aiohttp's read buffer) and the read under way, the client's queue and the write under way.
+# The held instance and the header budget come on top (--hold-limit, --header-limit).
+STREAM_BUFFERS: Final = 2 * READ_BUFFER + RECV_SIZE + SEND_BUFFER + WRITE_MIN
 
 
 async def start_zip(request: web.Request, filename: str) -> web.StreamResponse:
