@@ -52,7 +52,7 @@ from typing import Final
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
 
 from . import __version__, records
-from .dicomscan import Element, Scan
+from .dicomscan import Scan
 from .dirlayout import Entity, Layout, Value
 from .errors import DuplicateInstance, InstanceError
 from .records import KEYS, element, stripped, tag_of, text, vr_of
@@ -84,14 +84,6 @@ _ENTITY_TAGS: Final = tuple(dict.fromkeys(map(tag_of, ("SpecificCharacterSet",
                                                       *_STUDY_KEYWORDS, *_SERIES_KEYWORDS))))
 _STUDY_UID: Final = tag_of("StudyInstanceUID")
 _SERIES_UID: Final = tag_of("SeriesInstanceUID")
-
-
-def _uid_value(elements: dict[int, Element], tag: int) -> bytes:
-    """A text element's value, stripped; b"" when missing or not text (as records.text)."""
-    elem = elements.get(tag)
-    if elem is None or elem.vr not in records.TEXTUAL:
-        return b""
-    return elem.value.strip(b" \x00")
 
 class DicomDirBuilder:
     """Collect directory records instance by instance; ``build()`` streams the DICOMDIR."""
@@ -149,7 +141,8 @@ class DicomDirBuilder:
     def _entities(self, scan: Scan) -> Entity:
         """The instance's study and series, their values merged with the instance's."""
         elements = scan.elements
-        study_uid, series_uid = _uid_value(elements, _STUDY_UID), _uid_value(elements, _SERIES_UID)
+        study_uid = records.text_at(elements, _STUDY_UID).strip(b" \x00")
+        series_uid = records.text_at(elements, _SERIES_UID).strip(b" \x00")
         series = self._last_series
         if series is None or (study_uid, series_uid) != self._last_uids:
             series = self._series(study_uid, series_uid)

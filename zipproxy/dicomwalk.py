@@ -29,7 +29,7 @@ VRS: Final = LONG_VRS | frozenset(vr.encode() for vr in (
     "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL",
     "SS", "ST", "TM", "UI", "UL", "US"))
 # An element header's size by its VR (PS3.5 7.1.2): 12 bytes for the long VRs, 8 otherwise.
-_HEADER: Final = {vr: 12 if vr in LONG_VRS else 8 for vr in VRS}
+HEADER_SIZE: Final = {vr: 12 if vr in LONG_VRS else 8 for vr in VRS}
 _WIDTH: Final = {b"US": 2, b"SS": 2, b"AT": 2, b"OW": 2, b"UL": 4, b"SL": 4, b"FL": 4,
                  b"OL": 4, b"OF": 4, b"FD": 8, b"OD": 8, b"SV": 8, b"UV": 8, b"OV": 8}
 _TAG: Final = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
@@ -173,7 +173,7 @@ class DataSetWalker:
                     break
                 pos = after
         else:
-            head, u32, header_size = EXPLICIT_HEAD.unpack_from, U32[True].unpack_from, _HEADER
+            head, u32, header_size = EXPLICIT_HEAD.unpack_from, U32[True].unpack_from, HEADER_SIZE
             new = _TUPLE_NEW
             while end - pos >= 12:
                 group, elem, vr, length = head(view, pos)

@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from itertools import repeat
 from typing import Final, NamedTuple
 
-from .dicomwalk import _HEADER, EXPLICIT_HEAD, U32, UNDEFINED, Element, Wanted
+from .dicomwalk import EXPLICIT_HEAD, HEADER_SIZE, U32, UNDEFINED, Element, Wanted
 
 KEPT: Final = 8  # layouts kept per ZIP, most recently used first (a study's series)
 _TAG: Final = struct.Struct("<HH")
 _SOP_CLASS: Final = 0x00020002  # MediaStorageSOPClassUID: which keys the scanner keeps
 _SYNTAX: Final = 0x00020010  # TransferSyntaxUID: how the data set is encoded
-_NEW: Final = tuple.__new__
 
 
 class _Spec(NamedTuple):
@@ -191,12 +189,8 @@ class Layout:
 
 def _elements(tags: tuple[int, ...], vrs: tuple[bytes, ...], values: list[bytes],
               positions: Iterable[int]) -> Iterator[tuple[int, Element]]:
-    """(tag, Element) of the kept values at ``positions``, the Elements made in C."""
-    at = list(positions)
-    return zip(map(tags.__getitem__, at), map(
-        _NEW, repeat(Element),
-        zip(map(vrs.__getitem__, at), map(values.__getitem__, at), repeat(False),
-            repeat(True))), strict=True)
+    """(tag, Element) of the kept values at ``positions`` (explicit VR, little endian)."""
+    return ((tags[i], Element(vrs[i], values[i], False, True)) for i in positions)
 
 
 def record(view: memoryview, meta_start: int, data_set: int, wanted: Wanted,
@@ -211,7 +205,7 @@ def record(view: memoryview, meta_start: int, data_set: int, wanted: Wanted,
         if data_set - pos < 8:
             return None
         group, elem, vr, length = EXPLICIT_HEAD.unpack_from(view, pos)
-        size = _HEADER.get(vr)
+        size = HEADER_SIZE.get(vr)
         if group != 0x0002 or size is None:
             return None
         if size == 12:
@@ -253,7 +247,7 @@ def _data_set(view: memoryview, pos: int, end: int, wanted: Wanted) -> list[_Spe
         tag = group << 16 | elem
         if tag > last:
             return specs
-        size = _HEADER.get(vr)
+        size = HEADER_SIZE.get(vr)
         if size is None or group == 0xFFFE:
             return None
         keep = kept.get(tag)

@@ -5,7 +5,8 @@ name. Each row ends with the entry's ``size`` and ``crc32``: the CRC-32 the ZIP 
 (8 lowercase hex digits, ``f"{zlib.crc32(data):08x}"``), which catches any corruption in
 transit or on disk at no cost. ``?manifest=sha256`` adds a ``sha256`` column for those who
 need a cryptographic digest (to compare with a hash kept elsewhere, or against tampering); it
-costs about 0.6 CPU-s per GiB. Rows are spooled (:mod:`zipproxy.spool`), not kept in RAM.
+costs about 0.8 to 1.1 CPU-s per GiB more (README "Performance"). Rows are spooled
+(:mod:`zipproxy.spool`), not kept in RAM.
 
 A row costs a few microseconds: of its key columns only SOPInstanceUID and InstanceNumber are
 the instance's own as a rule; the rest are its series', rendered again only when the elements

@@ -29,7 +29,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from .dicomscan import Scan, Wanted
+from .dicomscan import Element, Scan, Wanted
 
 # Record keys, PS3.3 F.5, as pydicom's DIRECTORY_RECORDERS define them ("keyword:type"), where
 # 1 = must have a value (supplied if missing), 2 = always present (maybe empty),
@@ -97,7 +97,7 @@ TEXT_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT
                              "ST", "TM", "UC", "UI", "UR", "UT"})
 CHARSET_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN", "SQ"})  # PS3.5 6.1.2.3
 # The VRs a text key may come with: its own, none (Implicit VR), or UN (PS3.5 6.2.2).
-TEXTUAL: Final = frozenset({b"", b"UN", *(vr.encode() for vr in TEXT_VRS)})
+_TEXTUAL: Final = frozenset({b"", b"UN", *(vr.encode() for vr in TEXT_VRS)})
 _WIDTH: Final = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4}
 DATE_SOURCES: Final = ("Series", "Content", "Acquisition", "Study", "InstanceCreation")
 _STORAGE: Final = "1.2.840.10008.5.1.4.1.1."
@@ -243,8 +243,13 @@ _SHORT_LENGTH: Final = struct.Struct("<H").pack
 def text(scan: Scan, keyword: str) -> bytes:
     """A text value as the instance encoded it, b"" when missing or not text (a text key
     written with a binary VR by a broken writer is unusable)."""
-    elem = scan.elements.get(TAGS[keyword])
-    return elem.value if elem is not None and elem.vr in TEXTUAL else b""
+    return text_at(scan.elements, TAGS[keyword])
+
+
+def text_at(elements: Mapping[int, Element], tag: int) -> bytes:
+    """:func:`text` by tag, of a data set's kept elements."""
+    elem = elements.get(tag)
+    return elem.value if elem is not None and elem.vr in _TEXTUAL else b""
 
 
 def stripped(scan: Scan, keyword: str) -> bytes:
@@ -276,8 +281,7 @@ def _sequence(scan: Scan, tag: int) -> Sequence | None:
 def encoded(scan: Scan, tag: int, vr: str) -> bytes | None:
     """The key's whole element in the DICOMDIR's syntax, or None if missing or empty."""
     if vr in TEXT_VRS:
-        elem = scan.elements.get(tag)
-        value = elem.value if elem is not None and elem.vr in TEXTUAL else b""
+        value = text_at(scan.elements, tag)
         if not value.strip(b" \x00") or (len(value) > 0xFFFF and vr not in EXPLICIT_VR_LENGTH_32):
             return None
         return element(tag, vr, value)
