@@ -12,6 +12,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -377,3 +378,18 @@ def test_key_forge_derives_a_fresh_key_per_entry() -> None:
     assert all(material == derive(b"correct horse battery", salt) for salt, material in taken)
     forge.close()
     assert not forge._pending
+
+
+def test_cryptography_loads_only_when_a_zip_is_encrypted() -> None:
+    """A proxy that never encrypts does not carry cryptography (aes docstring): the app and
+    this module import without it, and the first key derivation loads it."""
+    code = (
+        "import sys\n"
+        "import zipproxy.app, zipproxy.aes as aes\n"
+        "before = 'cryptography' in sys.modules\n"
+        "aes.derive(b'password', bytes(16))\n"
+        "print(before, 'cryptography' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert proc.stdout.split() == ["False", "True"]
