@@ -50,6 +50,7 @@ GOALS = (
     Goal(None, "aes", "x_plain", 0.6, True, "≥ 0.6x plain ZIP"),
 )
 FLAT = Goal(None, "zip", "flat", 0.5, False, "≤ 0.5 KiB/instance")
+FLAT_STUDIES = ("T20K", "T100K")  # each compared with T500
 
 
 def mark(flag: bool | None) -> str:
@@ -128,31 +129,49 @@ def study_table(res: StudyResult, with_base: bool) -> list[str]:
 
 
 def flatness(results: list[StudyResult]) -> dict[str, dict[str, float]]:
-    """(peak RSS of T20K's default ZIP - T500's) per extra instance, in KiB, per proxy."""
+    """Peak RSS of the default ZIP of T500, T20K and (when measured) T100K, and the growth per
+    extra instance in KiB from T500 to each larger study (``T20K/inst``, ``T100K/inst``), per
+    proxy. The issue's target is on T20K; T100K is the largest study a collection holds by
+    default (``--max-collection-instances``)."""
     by = {r.name: r for r in results if not r.error}
-    small, big = by.get("T500"), by.get("T20K")
+    small = by.get("T500")
     out: dict[str, dict[str, float]] = {}
-    if small is None or big is None or big.instances == small.instances:
+    if small is None or by.get("T20K") is None:
         return out
     for key in ("zip", BASE + "zip"):
-        a, b = small.results.get(key), big.results.get(key)
-        if a is None or b is None or a.peak_mib is None or b.peak_mib is None:
+        a = small.results.get(key)
+        if a is None or a.peak_mib is None:
             continue
-        per = (b.peak_mib - a.peak_mib) * MiB / KiB / (big.instances - small.instances)
-        out[key] = {"T500": a.peak_mib, "T20K": b.peak_mib, "kib_per_instance": per}
+        row = {"T500": a.peak_mib}
+        for name in FLAT_STUDIES:
+            big = by.get(name)
+            b = big.results.get(key) if big is not None else None
+            if big is None or b is None or b.peak_mib is None or big.instances <= small.instances:
+                continue
+            row[name] = b.peak_mib
+            row[f"{name}/inst"] = ((b.peak_mib - a.peak_mib) * MiB / KiB
+                                   / (big.instances - small.instances))
+        if "T20K" in row:
+            out[key] = row
     return out
 
 
 def flat_table(flat: dict[str, dict[str, float]], labels: dict[str, str]) -> list[str]:
     if not flat:
         return ["Memory flatness: n/a (needs T500 and T20K in the same run)", ""]
-    lines = ["### Memory flatness (default ZIP): (peak RSS T20K - peak RSS T500) / extra instances",
-             "", "| Proxy | peak RSS T500 MiB | peak RSS T20K MiB | KiB/instance | target |",
-             "|---|---|---|---|---|"]
+    names = [n for n in FLAT_STUDIES if any(n in f for f in flat.values())]
+    head = ["Proxy", "peak RSS T500 MiB"]
+    for name in names:
+        head += [f"peak RSS {name} MiB", f"KiB/instance T500→{name}"]
+    lines = ["### Memory flatness (default ZIP): (peak RSS of the larger study - peak RSS T500) "
+             "/ extra instances", "", "| " + " | ".join([*head, "target"]) + " |",
+             "|" + "---|" * (len(head) + 1)]
     for key, f in flat.items():
-        lines.append(f"| {labels.get(key, key)} | {f['T500']:.1f} | {f['T20K']:.1f} | "
-                     f"{f['kib_per_instance']:.2f} | "
-                     f"{FLAT.text} {mark(FLAT.check(f['kib_per_instance']))} |")
+        cells = [labels.get(key, key), f"{f['T500']:.1f}"]
+        for name in names:
+            cells += [_num(f.get(name), ".1f"), _num(f.get(f"{name}/inst"), ".2f")]
+        verdicts = [f"{name} {mark(FLAT.check(f.get(f'{name}/inst')))}" for name in names]
+        lines.append("| " + " | ".join([*cells, f"{FLAT.text}: {', '.join(verdicts)}"]) + " |")
     return [*lines, ""]
 
 
@@ -172,11 +191,14 @@ def goal_summary(results: list[StudyResult], flat: dict[str, dict[str, float]],
                          if key in res.results and not res.results[key].na else None)
                 cells += [_num(value, fmt[g.metric]), mark(g.check(value))]
             lines.append("| " + " | ".join(cells) + " |")
-    cells = [f"T500→T20K: {FLAT.text}"]
-    for key in ("zip", BASE + "zip") if with_base else ("zip",):
-        value = flat.get(key, {}).get("kib_per_instance")
-        cells += [_num(value, ".2f"), mark(FLAT.check(value))]
-    lines.append("| " + " | ".join(cells) + " |")
+    for name in FLAT_STUDIES:
+        if name != "T20K" and not any(name in f for f in flat.values()):
+            continue  # T100K only when it was measured (--big)
+        cells = [f"T500→{name}: {FLAT.text}"]
+        for key in ("zip", BASE + "zip") if with_base else ("zip",):
+            value = flat.get(key, {}).get(f"{name}/inst")
+            cells += [_num(value, ".2f"), mark(FLAT.check(value))]
+        lines.append("| " + " | ".join(cells) + " |")
     cells = ["every ZIP complete and its manifest right (bench/verify.py)"]
     for base in (False, True) if with_base else (False,):
         checked = [r.verified for res in results for r in res.results.values()

@@ -5,6 +5,8 @@
 - T500: 5 series x 100 tiny CT images 32x16 16-bit (~2 KiB each: 1 KiB of pixels + header)
 - T20K: 20 series x 1,000 of the same tiny images (20,000 in one study): per-instance costs
 - A4 (``--big``): 4 series x 2,000 slices (8,000 instances, ~4 GiB)
+- T100K (``--big``): 100 series x 1,000 tiny images (100,000 in one study, the default
+  ``--max-collection-instances``): memory flatness to the largest ZIP zipproxy makes by default
 
 ``quick`` divides every instance count (B: its frames) by ten.
 """
@@ -26,7 +28,7 @@ from zipproxy.demo import samples
 from zipproxy.demo.orthanc import Orthanc
 from zipproxy.demo.samples import StudyInfo, make_bulk_study
 
-ALL_NAMES = ("A", "B", "T500", "T20K", "A4")
+ALL_NAMES = ("A", "B", "T500", "T20K", "A4", "T100K")
 DEFAULT_NAMES = ("A", "B", "T500", "T20K")
 
 
@@ -68,6 +70,7 @@ def study_specs(quick: bool, names: tuple[str, ...] = DEFAULT_NAMES) -> list[Stu
         # 4 series of 2,000, not 16 of 500: before commit 3292587 make_bulk_study repeated SOP
         # Instance UIDs in studies of 10+ series, which zipproxy rightly aborts.
         StudySpec("A4", 4, 2000 // div, 512, 512, 1, f"zipbench-ct-A4{tag}"),
+        StudySpec("T100K", 100, 1000 // div, 32, 16, 1, f"zipbench-tiny-T100K{tag}"),
     ]
     return [s for s in specs if s.name in names]
 

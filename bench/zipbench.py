@@ -6,8 +6,8 @@
 Per study, in alternated rounds (see bench/README.md): Orthanc's direct WADO-RS multipart, the
 same multipart relayed by nginx, zipproxy's pass-through of it, and the ZIPs (default,
 ``?manifest=sha256``, ``?manifest=false``, AES-256) of the current tree and, with
-``--baseline REV``, of that git revision's zipproxy/ package. Studies A, B, T500, T20K (A4 with
-``--big``) are generated once and cached under ``--workdir`` with Orthanc's storage.
+``--baseline REV``, of that git revision's zipproxy/ package. Studies A, B, T500, T20K (A4 and
+T100K with ``--big``) are generated once and cached under ``--workdir`` with Orthanc's storage.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per study (default 3)")
     p.add_argument("--quick", action="store_true", help="1/10 sizes: a smoke run")
-    p.add_argument("--big", action="store_true", help="also study A4 (4x A)")
+    p.add_argument("--big", action="store_true",
+                   help="also studies A4 (4x A) and T100K (100,000 tiny instances)")
     p.add_argument("--only", default="", help=f"comma list of studies ({','.join(ALL_NAMES)})")
     p.add_argument("--baseline", metavar="REV", default="",
                    help="also measure the ZIPs of this git revision's zipproxy/ (e.g. main~3)")
@@ -67,7 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(wanted) - set(ALL_NAMES)
     if unknown:
         p.error(f"unknown studies {sorted(unknown)} (known: {', '.join(ALL_NAMES)})")
-    args.names = wanted or DEFAULT_NAMES + (("A4",) if args.big else ())
+    args.names = wanted or DEFAULT_NAMES + (("A4", "T100K") if args.big else ())
     args.variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if "zip" not in args.variants or set(args.variants) - set(ZIP_NAMES):
         p.error(f"--variants: a comma list of {', '.join(ZIP_NAMES)} that includes zip")
