@@ -120,7 +120,8 @@ class DicomDirBuilder:
             raise ValueError(f"invalid File ID {file_id!r} (PS3.10 8.2)")
         # 1. The leaf's references (PS3.3 F.3.2.2): File ID, SOP Class/Instance, Syntax.
         sop_class, sop_uid, syntax = identity(scan)
-        if hash(sop_uid) in self._instances:
+        instance = hash(sop_uid)
+        if instance in self._instances:
             raise DuplicateInstance(f"SOP Instance UID {sop_uid} appears twice")
         refs = [(0x00041500, element(0x00041500, "CS", referenced.encode())),
                 (0x00041510, _uid_element(0x00041510, sop_class)),
@@ -136,13 +137,13 @@ class DicomDirBuilder:
         leaf = _leaf_record(leaf_type, scan, _Supplied(len(parent.offsets) + 1, sop_class), refs)
         parent.offsets.append(self._spool.append(leaf))
         parent.sizes.append(len(leaf))
-        self._instances.add(hash(sop_uid))
+        self._instances.add(instance)
 
     def _entities(self, scan: Scan) -> Entity:
         """The instance's study and series, their values merged with the instance's."""
         elements = scan.elements
-        study_uid = records.text_at(elements, _STUDY_UID).strip(b" \x00")
-        series_uid = records.text_at(elements, _SERIES_UID).strip(b" \x00")
+        study_uid = records.stripped_at(elements, _STUDY_UID)
+        series_uid = records.stripped_at(elements, _SERIES_UID)
         series = self._last_series
         if series is None or (study_uid, series_uid) != self._last_uids:
             series = self._series(study_uid, series_uid)

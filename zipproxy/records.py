@@ -253,7 +253,12 @@ def text_at(elements: Mapping[int, Element], tag: int) -> bytes:
 
 
 def stripped(scan: Scan, keyword: str) -> bytes:
-    return text(scan, keyword).strip(b" \x00")
+    return stripped_at(scan.elements, TAGS[keyword])
+
+
+def stripped_at(elements: Mapping[int, Element], tag: int) -> bytes:
+    """:func:`text_at` without the spaces and NULs around it (padding, PS3.5 6.2)."""
+    return text_at(elements, tag).strip(b" \x00")
 
 
 def charset(scan: Scan) -> bytes:
