@@ -19,6 +19,7 @@ from typing import Any
 import pydicom
 import pytest
 from dicomfactory import encode, make
+from pydicom.dataelem import DataElement
 from pydicom.fileset import FileSet
 
 from zipproxy import dicomdir
@@ -138,7 +139,8 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(*args) if args else FIXED_TIME
 
     monkeypatch.setattr(time, "localtime", localtime)
-    monkeypatch.setattr(dicomdir, "generate_uid", lambda prefix=None: "2.25.1234")
+    monkeypatch.setattr(dicomdir, "generate_uid",
+                        lambda prefix=None, entropy_srcs=None: "2.25.1234")
 
 
 def check_zip(data: bytes, tmp_path: Path, instances: list[Instance], sha256: bool) -> None:
@@ -361,3 +363,29 @@ def test_file_id_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InstanceError, match="studies in one ZIP"):
         layout.file_id(b"4", b"1")
     assert layout.series == 5
+
+
+def test_a_uid_with_a_binary_vr_is_read_alike_by_folders_dicomdir_and_manifest(
+        tmp_path: Path) -> None:
+    """A broken writer's SeriesInstanceUID with VR OB is no text value (records.text): the File
+    ID's series folder, the DICOMDIR's series and the manifest's column all read it as missing,
+    so two such instances with different bytes share one series everywhere."""
+    instances = []
+    for number, raw in ((1, b"1.2.3.4.1\0"), (2, b"1.2.3.4.2\0")):
+        ds = make("CT", seed=f"d{number}", study="D", series="1", number=number)
+        ds.add(DataElement(0x0020000E, "OB", raw))
+        instances.append(Instance(encode(ds), str(ds.SOPInstanceUID), ""))
+    data, count = assemble([multipart([i.data for i in instances])], 7)
+    assert count == 2
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()[1:-2]
+        rows = list(csv.DictReader(io.StringIO(zf.read("MANIFEST.CSV").decode())))
+        zf.extractall(tmp_path)
+    assert [n.rsplit("/", 1)[0] for n in names] == ["DICOM/ST000001/SE000001"] * 2
+    assert [r["SeriesInstanceUID"] for r in rows] == ["", ""]
+    fs = FileSet(tmp_path / "DICOMDIR")
+    try:
+        series = {id(i.node.parent) for i in fs}
+        assert len(series) == 1 and len(list(fs)) == 2
+    finally:
+        fs._stage["t"].cleanup()

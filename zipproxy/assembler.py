@@ -25,12 +25,12 @@ from typing import Final
 
 from .archive import ArchiveWriter, Buffer
 from .dicomdir import DicomDirBuilder
-from .dicomscan import DicomScanner, Element, Scan
+from .dicomscan import DicomScanner, Scan
 from .errors import InstanceError, MultipartError, NoInstances
 from .layouts import Layouts
 from .manifest import Manifest
 from .multipart import Event, PartData, PartStart
-from .records import tag_of, wanted_for
+from .records import stripped_at, tag_of, wanted_for
 
 ROOT: Final = "DICOM"
 _MAX_INDEX: Final = 999_999  # "ST" / "SE" / "IM" + 6 digits = 8 characters (PS3.10 8.2)
@@ -195,7 +195,8 @@ class ZipAssembler:
             self.started = True
             out += self._writer.add("README.TXT", self._readme, plain=True)
         elements = scan.elements if scan is not None else scanner.elements
-        part.name = self._layout.file_id(_value(elements, _STUDY), _value(elements, _SERIES))
+        part.name = self._layout.file_id(stripped_at(elements, _STUDY),
+                                          stripped_at(elements, _SERIES))
         part.path = "/".join(part.name)
         out += self._writer.open(part.path, part.length)
         for data in part.held:
@@ -249,8 +250,3 @@ class ZipAssembler:
         if self.unreadable:
             text += f"; {self.unreadable} with a data set that could not be read to its end"
         return text
-
-
-def _value(elements: dict[int, Element], tag: int) -> bytes:
-    elem = elements.get(tag)
-    return elem.value.strip(b" \x00") if elem is not None else b""

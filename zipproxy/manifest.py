@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from .dicomscan import Element, Scan
-from .records import charset, tag_of, to_utf8
+from .records import charset, stripped_at, tag_of, to_utf8
 from .spool import Spool
 
 KEY_COLUMNS: Final = (
@@ -68,8 +68,7 @@ def _shared_cells(scan: Scan) -> tuple[bytes, bytes, bytes]:
     get = scan.elements.get
 
     def cell(tag: int) -> bytes:
-        elem = get(tag)
-        return _cell(scan, tag, elem.value.strip(b" \x00") if elem is not None else b"")
+        return _cell(scan, tag, stripped_at(scan.elements, tag))
 
     syntax = scan.meta.get(0x00020010, b"").strip(b" \x00")
     return (b",".join(map(cell, _BEFORE)), b",".join(map(cell, _BETWEEN)),
@@ -79,8 +78,7 @@ def _shared_cells(scan: Scan) -> tuple[bytes, bytes, bytes]:
 
 def _own_cell(scan: Scan, tag: int) -> bytes:
     """SOPInstanceUID or InstanceNumber: plain ASCII as a rule, else the rules of _cell."""
-    elem = scan.elements.get(tag)
-    raw = elem.value.strip(b" \x00") if elem is not None else b""
+    raw = stripped_at(scan.elements, tag)
     return raw if raw and _PLAIN.fullmatch(raw) else _cell(scan, tag, raw)
 
 
