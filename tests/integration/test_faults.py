@@ -678,7 +678,10 @@ def test_credentials_forwarded_and_never_logged(
         "/creds-qido/studies?PatientName=Secret%5EPatient",
     ), seen.path_qs
 
-    time.sleep(0.2)  # the last log lines are written after the response
+    # The last log lines are written after the response: wait for all four requests' lines.
+    scenarios = ("creds-qido", "creds-zip", "creds-abort", "creds-401")
+    assert fake.wait_until(lambda: all(f"/{n}/" in fproxy.log() for n in scenarios), 10), \
+        fproxy.log()
     log = fproxy.log()
     assert "/creds-qido/studies" in log and "/creds-abort/studies" in log  # the log is real
     for secret in (PASSWORD, basic.split()[1], COOKIE_VALUE, PATIENT, "Secret%5EPatient", "Secret"):
